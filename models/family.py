@@ -1,0 +1,100 @@
+"""The contract every generative family follows, and the few helpers they all share.
+
+A family is one file in ``models/`` that exposes a :class:`Family` record:
+
+* a **config dataclass** with named presets: ``book`` (the values the book uses), ``cpu`` (trains
+  in minutes on two cores) and ``tiny`` (for tests);
+* ``build(config) -> nn.Module``;
+* ``train_step(model, batch, config) -> dict`` of scalar tensors, ``"loss"`` being the one
+  optimised; the shared loop in :mod:`models.train` does the rest;
+* ``sample(model, n, generator=..., **controls)``, a **generator** that yields progressively
+  better results (a VAE decodes once, a diffusion model yields every few steps); :func:`last`
+  drains it;
+* ``evaluate(model, images, labels) -> dict`` of held-out metrics written to the checkpoint card.
+
+Randomness is always an argument (``generator: torch.Generator``) so the same seed and controls
+give the same output, bit for bit, on CPU.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class Family:
+    """What the training loop, the checkpoint store and the studio need to know about a family."""
+
+    name: str  # registry key and checkpoint prefix, e.g. "vae"
+    title: str  # human name shown in the studio
+    config_cls: type
+    build: Callable[[Any], nn.Module]
+    train_step: Callable[[nn.Module, tuple, Any], dict]
+    sample: Callable[..., Iterator[torch.Tensor]]
+    evaluate: Callable[[nn.Module, torch.Tensor, torch.Tensor], dict] | None = None
+    presets: dict = field(default_factory=dict)  # name -> dict of overrides
+
+    def config(self, preset: str = "book", **overrides) -> Any:
+        """A config from a named preset plus overrides, validated."""
+        if preset not in self.presets:
+            raise ValueError(f"Unknown preset {preset!r} for {self.name}; choose from {sorted(self.presets)}.")
+        return make_config(self.config_cls, {**self.presets[preset], **overrides})
+
+
+def make_config(config_cls: type, values: dict) -> Any:
+    """Build a config dataclass from a dict, refusing unknown keys with a readable message."""
+    known = {f.name for f in dataclasses.fields(config_cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"Unknown setting(s) {unknown} for {config_cls.__name__}.")
+    config = config_cls(**values)
+    check = getattr(config, "validate", None)
+    if check:
+        check()
+    return config
+
+
+def check_range(name: str, value, low, high) -> None:
+    """Raise a plain ValueError when a control is outside its range (nothing is silently clamped)."""
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be between {low} and {high}; got {value}.")
+
+
+def last(samples: Iterator):
+    """Drain a progressive sampler and return its final (best) result."""
+    result = None
+    for result in samples:
+        pass
+    if result is None:
+        raise ValueError("The sampler produced nothing.")
+    return result
+
+
+def seeded(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """A generator seeded for reproducible sampling."""
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"Seed must be a whole number ≥ 0; got {seed!r}.")
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+def default_device() -> torch.device:
+    """The one place a device is chosen: the accelerator when there is one, else the CPU."""
+    if torch.accelerator.is_available():
+        return torch.accelerator.current_accelerator()
+    return torch.device("cpu")
+
+
+def device_of(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def hardware_name(device) -> str:
+    """What a checkpoint card records as the hardware it was trained on."""
+    device = torch.device(device)
+    if device.type == "cpu":
+        return f"CPU, {torch.get_num_threads()} threads"
+    return torch.get_device_module(device).get_device_name(device)

@@ -1,0 +1,209 @@
+"""Variational autoencoder (Kingma & Welling 2014), as in Chollet ch. 12 and Foster ch. 3.
+
+An encoder maps an image ``x`` to a Gaussian over a small latent code, ``q(z|x) = N(mu, sigma²)``;
+a decoder maps a code back to pixel probabilities ``p(x|z)``. Both are trained together by
+maximising the evidence lower bound (ELBO) on ``log p(x)``:
+
+    -ELBO = E_q[-log p(x|z)]  +  KL(q(z|x) || N(0, I))
+            reconstruction         pulls codes towards the prior
+    KL    = -½ Σ (1 + logvar - mu² - exp(logvar))
+
+Sampling ``z = mu + sigma * eps`` (the reparameterisation trick) keeps the draw differentiable.
+Because the KL term packs codes around the origin, decoding *any* point near it gives a plausible
+image: that is what makes the latent grid, interpolations and prior samples work. ``beta``
+weighs the KL term (β-VAE, Higgins et al. 2017): above 1 gives smoother, blurrier latents;
+below 1 sharper reconstructions and a patchier latent space.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.family import Family, check_range, device_of
+
+
+@dataclass
+class VAEConfig:
+    dataset: str = "mnist"
+    latent_dim: int = 2  # 2 draws a plane you can look at; 16-32 gives sharper samples
+    channels: tuple = (32, 64)  # conv widths, each conv halves the image: 28 -> 14 -> 7
+    hidden: int = 16  # dense layer before mu/logvar (the book's 16; use >= 2 * latent_dim when larger)
+    beta: float = 1.0  # weight of the KL term
+    lr: float = 1e-3  # Adam
+    batch_size: int = 128
+    steps: int = 14_000  # about 30 epochs of 60k images at batch 128, as in the book
+
+    def __post_init__(self):
+        self.channels = tuple(int(c) for c in self.channels)
+
+    def validate(self):
+        from models.data import check_dataset
+
+        check_dataset(self.dataset)
+        check_range("latent size", self.latent_dim, 1, 256)
+        check_range("β (KL weight)", self.beta, 0.0, 100.0)
+        check_range("learning rate", self.lr, 1e-7, 1.0)
+        check_range("batch size", self.batch_size, 1, 4096)
+        check_range("steps", self.steps, 1, 10_000_000)
+        if len(self.channels) != 2 or min(self.channels) < 1:
+            raise ValueError("channels must be two positive conv widths, e.g. (32, 64).")
+
+
+PRESETS = {
+    "book": {},
+    "cpu": {"steps": 3000},  # ~6 epochs, about 5 minutes on 2 cores
+    "tiny": {"channels": (4, 8), "hidden": 8, "batch_size": 8, "steps": 2},
+}
+
+
+class VAE(nn.Module):
+    def __init__(self, c: VAEConfig):
+        super().__init__()
+        c1, c2 = c.channels
+        self.latent_dim = c.latent_dim
+        self.encoder = nn.Sequential(
+            nn.Conv2d(1, c1, 3, stride=2, padding=1), nn.ReLU(),  # (B, c1, 14, 14)
+            nn.Conv2d(c1, c2, 3, stride=2, padding=1), nn.ReLU(),  # (B, c2, 7, 7)
+            nn.Flatten(), nn.Linear(c2 * 7 * 7, c.hidden), nn.ReLU(),
+        )
+        self.to_mu = nn.Linear(c.hidden, c.latent_dim)
+        self.to_logvar = nn.Linear(c.hidden, c.latent_dim)
+        self.decoder = nn.Sequential(  # mirror of the encoder; outputs logits
+            nn.Linear(c.latent_dim, c2 * 7 * 7), nn.ReLU(), nn.Unflatten(1, (c2, 7, 7)),
+            nn.ConvTranspose2d(c2, c2, 3, stride=2, padding=1, output_padding=1), nn.ReLU(),  # 14
+            nn.ConvTranspose2d(c2, c1, 3, stride=2, padding=1, output_padding=1), nn.ReLU(),  # 28
+            nn.Conv2d(c1, 1, 3, padding=1),
+        )
+
+    def encode(self, x):
+        """``x`` (B, 1, 28, 28) in [0, 1] -> ``mu, logvar`` (B, latent_dim)."""
+        h = self.encoder(x)
+        return self.to_mu(h), self.to_logvar(h)
+
+    def decode_logits(self, z):
+        return self.decoder(z)
+
+    def decode(self, z):
+        """Latent codes (B, latent_dim) -> pixel probabilities (B, 1, 28, 28)."""
+        return torch.sigmoid(self.decoder(z))
+
+
+def build(config: VAEConfig) -> VAE:
+    return VAE(config)
+
+
+def elbo_terms(model: VAE, x, generator=None):
+    """Per-image reconstruction BCE and KL, both summed over pixels / latent dims, in nats."""
+    mu, logvar = model.encode(x)
+    eps = torch.randn(mu.shape, generator=generator, device=mu.device)
+    z = mu + torch.exp(0.5 * logvar) * eps  # reparameterisation trick
+    logits = model.decode_logits(z)
+    recon = F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
+    kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)
+    return recon, kl
+
+
+def train_step(model: VAE, batch, config: VAEConfig) -> dict:
+    x, _ = batch
+    recon, kl = elbo_terms(model, x)
+    recon, kl = recon.mean(), kl.mean()
+    return {"loss": recon + config.beta * kl, "reconstruction": recon, "kl": kl}
+
+
+@torch.no_grad()
+def evaluate(model: VAE, x, y, batch_size: int = 1000) -> dict:
+    """Held-out negative ELBO (β = 1) and reconstruction BCE, mean nats per image.
+
+    The encoder noise is seeded so the figure is the same on every run.
+    """
+    model.eval()
+    device = device_of(model)
+    g = torch.Generator(device=device).manual_seed(0)
+    recon_sum = kl_sum = 0.0
+    for i in range(0, len(x), batch_size):
+        recon, kl = elbo_terms(model, x[i:i + batch_size].to(device), generator=g)
+        recon_sum += recon.sum().item()
+        kl_sum += kl.sum().item()
+    n = len(x)
+    return {"neg_elbo_nats": (recon_sum + kl_sum) / n, "reconstruction_bce": recon_sum / n, "kl": kl_sum / n}
+
+
+@torch.no_grad()
+def sample(model: VAE, n: int, generator: torch.Generator | None = None, scale: float = 1.0, z=None):
+    """Decode ``n`` codes drawn from the prior N(0, scale² I) — or the given ``z`` — in one step.
+
+    ``scale`` below 1 (a "temperature") trades variety for cleaner, more typical images.
+    """
+    check_range("number of samples", n, 1, 10_000)
+    check_range("prior scale", scale, 0.0, 10.0)
+    model.eval()
+    device = device_of(model)
+    if z is None:
+        z = scale * torch.randn(n, model.latent_dim, generator=generator, device=generator.device if generator else "cpu")
+    yield model.decode(torch.as_tensor(z, dtype=torch.float32).to(device)).cpu()
+
+
+@torch.no_grad()
+def encode(model: VAE, x) -> tuple[torch.Tensor, torch.Tensor]:
+    """``mu`` and ``sigma`` of q(z|x) for images (B, 1, 28, 28) in [0, 1]."""
+    model.eval()
+    mu, logvar = model.encode(torch.as_tensor(x, dtype=torch.float32).to(device_of(model)))
+    return mu.cpu(), torch.exp(0.5 * logvar).cpu()
+
+
+@torch.no_grad()
+def decode(model: VAE, z) -> torch.Tensor:
+    """Decode latent codes (B, latent_dim) to images (B, 1, 28, 28) in [0, 1]."""
+    model.eval()
+    z = torch.as_tensor(z, dtype=torch.float32)
+    if z.ndim != 2 or z.shape[1] != model.latent_dim:
+        raise ValueError(f"Latent codes must have shape (N, {model.latent_dim}); got {tuple(z.shape)}.")
+    return model.decode(z.to(device_of(model))).cpu()
+
+
+def latent_grid(n: int, extent: float, latent_dim: int, dims=(0, 1)) -> torch.Tensor:
+    """Codes for an n×n grid over [-extent, extent]² on two latent dims (others 0), row-major with
+    z₂ decreasing down the rows so the picture reads like a plot."""
+    check_range("grid size", n, 1, 64)
+    check_range("grid range", extent, 0.01, 20.0)
+    axis = torch.linspace(-extent, extent, n)
+    z = torch.zeros(n * n, latent_dim)
+    z2, z1 = torch.meshgrid(axis.flip(0), axis, indexing="ij")
+    z[:, dims[0]] = z1.reshape(-1)
+    if latent_dim > 1:
+        z[:, dims[1]] = z2.reshape(-1)
+    return z
+
+
+def interpolate(z_a, z_b, steps: int, method: str = "linear") -> torch.Tensor:
+    """Codes from ``z_a`` to ``z_b`` inclusive: straight line, or spherical (slerp, Shoemake 1985),
+    which keeps the norm typical of the Gaussian prior instead of cutting through its low-norm
+    centre."""
+    check_range("interpolation steps", steps, 2, 64)
+    z_a, z_b = torch.as_tensor(z_a, dtype=torch.float32), torch.as_tensor(z_b, dtype=torch.float32)
+    t = torch.linspace(0, 1, steps)[:, None]
+    if method == "linear":
+        return (1 - t) * z_a + t * z_b
+    if method != "spherical":
+        raise ValueError(f"Interpolation must be 'linear' or 'spherical'; got {method!r}.")
+    cos = torch.dot(z_a, z_b) / (z_a.norm() * z_b.norm()).clamp_min(1e-8)
+    omega = torch.arccos(cos.clamp(-1, 1))
+    if omega.abs() < 1e-4:  # (nearly) parallel: slerp degenerates to lerp
+        return (1 - t) * z_a + t * z_b
+    return (torch.sin((1 - t) * omega) * z_a + torch.sin(t * omega) * z_b) / math.sin(omega.item())
+
+
+FAMILY = Family(
+    name="vae",
+    title="Variational autoencoder",
+    config_cls=VAEConfig,
+    build=build,
+    train_step=train_step,
+    sample=sample,
+    evaluate=evaluate,
+    presets=PRESETS,
+)
