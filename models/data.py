@@ -73,6 +73,43 @@ def images(name: str, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(x).unsqueeze(1).float().div_(255.0), torch.from_numpy(y).long()
 
 
+def prepare_image(gray: np.ndarray, dataset: str) -> torch.Tensor:
+    """A user's drawing or photo (H, W) floats in [0, 1] -> (1, 1, 28, 28) like the dataset's images.
+
+    The datasets draw light ink on black, centred: dark-on-light pictures are inverted (judged by
+    the border), the ink's bounding box is cropped and scaled (MNIST digits fit a 20×20 box,
+    Fashion-MNIST items fill the frame) and pasted so its centre of mass is the image centre.
+    """
+    from PIL import Image
+
+    check_dataset(dataset)
+    g = np.asarray(gray, dtype=np.float32)
+    if g.ndim != 2 or min(g.shape) < 4:
+        raise ValueError(f"Expected a grayscale picture of at least 4×4 pixels; got shape {g.shape}.")
+    border = np.concatenate([g[0], g[-1], g[:, 0], g[:, -1]])
+    ink = 1.0 - g if border.mean() > 0.5 else g
+    ink = ink - np.median(np.concatenate([ink[0], ink[-1], ink[:, 0], ink[:, -1]]))
+    ink = ink.clip(0, 1)
+    if ink.max() < 0.1:
+        raise ValueError("The picture is empty: draw or upload something with visible strokes.")
+    ink /= ink.max()
+    rows, cols = np.nonzero(ink > 0.1)
+    ink = ink[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    box = 20 if dataset == "mnist" else 26
+    h, w = ink.shape
+    k = box / max(h, w)
+    size = (max(1, round(w * k)), max(1, round(h * k)))
+    small = np.asarray(Image.fromarray((ink * 255).astype(np.uint8)).resize(size, Image.LANCZOS), np.float32) / 255
+    out = np.zeros((28, 28), np.float32)
+    top, left = (28 - size[1]) // 2, (28 - size[0]) // 2
+    out[top:top + size[1], left:left + size[0]] = small
+    ys, xs = np.indices(out.shape)
+    mass = out.sum()
+    dy, dx = round(13.5 - (ys * out).sum() / mass), round(13.5 - (xs * out).sum() / mass)
+    out = np.roll(out, (dy, dx), axis=(0, 1))
+    return torch.from_numpy(out.clip(0, 1))[None, None]
+
+
 # --- building the shipped files (run once, needs the sources named in the module docstring) ---
 
 def _read_idx(path: Path) -> np.ndarray:

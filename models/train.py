@@ -97,6 +97,7 @@ def train(family: Family, config, *, name: str, out: Path = RUNS / "checkpoints"
     out = Path(out)
     weights, optim_path, history_path = paths(name, out)
     start, history, wall_before = 0, [], 0.0
+    torch.manual_seed(seed)  # initial weights and the families' training noise: same seed, same run
     model = family.build(config).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     if resume:

@@ -1,0 +1,1 @@
+"""The Gradio studio: layout and wiring only; the maths lives in models/."""

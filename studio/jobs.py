@@ -1,0 +1,89 @@
+"""Training from the page: one background run at a time (two cores), with live progress, cancel
+(the checkpoint at the current step is kept), resume, and the result listed among checkpoints.
+
+The page polls a :class:`Job` from a generator handler; closing the tab does not stop the run.
+"""
+from __future__ import annotations
+
+import threading
+import traceback
+from dataclasses import dataclass, field
+
+from models import FAMILIES
+from models.train import SHIPPED, Progress, Result, train
+from studio.widgets import USER_CHECKPOINTS
+
+
+@dataclass
+class Job:
+    family: str
+    name: str
+    config: object
+    resume: bool = False
+    cancel: threading.Event = field(default_factory=threading.Event)
+    progress: Progress | None = None
+    result: Result | None = None
+    error: str | None = None
+    thread: threading.Thread | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+    def status(self) -> str:
+        if self.error:
+            return f"**{self.name}**: failed: {self.error}"
+        if self.result:
+            return f"**{self.name}**: {self.result.message}"
+        p = self.progress
+        if p is None:
+            return f"**{self.name}**: starting…"
+        ms = ", ".join(f"{k} {v:.2f}" for k, v in p.metrics.items())
+        return (f"**{self.name}**: step {p.step}/{p.total} ({p.step / p.total:.0%}), {ms}; "
+                f"{p.images_per_s:.0f} images/s, {p.elapsed:.0f} s")
+
+
+class Jobs:
+    """The studio's single training slot."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.current: Job | None = None
+
+    def start(self, family: str, name: str, config, resume: bool = False, **train_kwargs) -> Job:
+        if (SHIPPED / f"{name}.safetensors").exists():
+            raise ValueError(f"{name!r} is a shipped checkpoint; choose another name for your run.")
+        with self._lock:
+            if self.current and self.current.running:
+                raise ValueError(f"A training run ({self.current.name}) is already in progress; "
+                                 "cancel it or wait for it to finish.")
+            job = Job(family, name, config, resume)
+            fam = FAMILIES[family]
+
+            def run():
+                try:
+                    job.result = train(fam, config, name=name, out=USER_CHECKPOINTS, resume=resume,
+                                       cancel=job.cancel, on_progress=lambda p: setattr(job, "progress", p),
+                                       **{"log_every": 25, "checkpoint_every": 250, "preview_every": 100,
+                                          "command": f"trained in the studio (Train tab), name {name}",
+                                          **train_kwargs})
+                except ValueError as e:
+                    job.error = str(e)
+                except Exception as e:  # keep the studio alive and say what happened
+                    traceback.print_exc()
+                    job.error = f"{type(e).__name__}: {e}"
+
+            job.thread = threading.Thread(target=run, name=f"train-{name}", daemon=True)
+            job.thread.start()
+            self.current = job
+            return job
+
+    def cancel(self) -> str:
+        job = self.current
+        if not job or not job.running:
+            return "No training run in progress."
+        job.cancel.set()
+        return f"Cancelling {job.name}: the checkpoint at the current step is kept."
+
+
+JOBS = Jobs()

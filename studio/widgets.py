@@ -1,0 +1,232 @@
+"""Pieces every tab uses: image mosaics, labelled figures, clickable scatter maps, checkpoint
+lists and the edge where model errors become messages in the page."""
+from __future__ import annotations
+
+import functools
+import json
+import tempfile
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from PIL import Image
+
+from models import checkpoint
+from models.train import RUNS, SHIPPED
+
+USER_CHECKPOINTS = RUNS / "checkpoints"
+EXPORTS = Path(tempfile.gettempdir()) / "gdl-studio-exports"
+
+
+def friendly(fn):
+    """Turn the plain ValueErrors raised in models/ into a message shown in the page."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except ValueError as e:
+            raise gr.Error(str(e), print_exception=False) from None
+
+    return wrapper
+
+
+# --- images ---
+
+def mosaic(images, nrow: int, pad: int = 1, scale: int = 1) -> np.ndarray:
+    """(N, 1, H, W) floats in [0, 1] -> one uint8 grayscale picture, ``nrow`` images per row."""
+    x = np.asarray(images, dtype=np.float32)[:, 0]
+    n, h, w = x.shape
+    rows = -(-n // nrow)
+    out = np.full((rows * (h + pad) + pad, nrow * (w + pad) + pad), 0.25, np.float32)
+    for i in range(n):
+        r, c = divmod(i, nrow)
+        out[pad + r * (h + pad): pad + r * (h + pad) + h, pad + c * (w + pad): pad + c * (w + pad) + w] = x[i]
+    out = (out.clip(0, 1) * 255).round().astype(np.uint8)
+    return upscale(out, scale)
+
+
+def upscale(img: np.ndarray, factor: int) -> np.ndarray:
+    """Nearest-neighbour enlargement, so 28×28 pixels stay crisp in the page."""
+    return img if factor == 1 else img.repeat(factor, 0).repeat(factor, 1)
+
+
+def figure_to_array(fig: Figure) -> np.ndarray:
+    """Render a figure with Agg (no pyplot, so it is safe in handler threads) to an RGB array."""
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+def save_gif(frames: list[np.ndarray], name: str, ms: int = 120) -> str:
+    """Write frames (uint8 arrays) as a looping GIF that bounces back and forth; returns its path."""
+    EXPORTS.mkdir(parents=True, exist_ok=True)
+    images = [Image.fromarray(f) for f in frames]
+    images = images + images[-2:0:-1]
+    path = EXPORTS / name
+    images[0].save(path, save_all=True, append_images=images[1:], duration=ms, loop=0)
+    return str(path)
+
+
+def curves_figure(history: list[dict], keys: list[str], title: str = "") -> Figure:
+    """One small panel per metric against training step."""
+    fig = Figure(figsize=(3.2 * len(keys), 2.6), dpi=90, layout="constrained")
+    steps = [h["step"] for h in history]
+    for i, key in enumerate(keys):
+        ax = fig.add_subplot(1, len(keys), i + 1)
+        ax.plot(steps, [h.get(key, np.nan) for h in history], color=f"C{i}")
+        ax.set_title(key)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+class ScatterMap:
+    """A matplotlib scatter rendered once to pixels, with the affine map between data and pixel
+    coordinates kept, so clicks can be read back and markers drawn without re-plotting."""
+
+    def __init__(self, x, y, labels, names: list[str], xlabel="z₁", ylabel="z₂"):
+        fig = Figure(figsize=(6.4, 5.6), dpi=100, layout="constrained")
+        ax = fig.add_subplot()
+        sc = ax.scatter(x, y, c=labels, cmap="tab10", s=3, alpha=0.6, vmin=-0.5, vmax=len(names) - 0.5)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.25)
+        cbar = fig.colorbar(sc, ax=ax, ticks=range(len(names)))
+        cbar.ax.set_yticklabels(names, fontsize=8)
+        self.base = figure_to_array(fig)
+        height = self.base.shape[0]
+        (x0, y0), (x1, y1) = ax.transData.transform([(0, 0), (1, 1)])
+        # display coords have their origin at the bottom left; image rows grow downwards
+        self._ax, self._bx = x1 - x0, x0
+        self._ay, self._by = -(y1 - y0), height - y0
+        self.xlim, self.ylim = ax.get_xlim(), ax.get_ylim()
+
+    def to_pixel(self, x, y):
+        return self._ax * x + self._bx, self._ay * y + self._by
+
+    def to_data(self, px, py):
+        return (px - self._bx) / self._ax, (py - self._by) / self._ay
+
+    def draw(self, points=(), ellipses=()) -> np.ndarray:
+        """The base picture with markers (x, y, rgb) and ellipses (x, y, rx, ry, rgb) drawn on."""
+        img = self.base.copy()
+        for cx, cy, rx, ry, color in ellipses:
+            t = np.linspace(0, 2 * np.pi, 400)
+            self._dots(img, *self.to_pixel(cx + rx * np.cos(t), cy + ry * np.sin(t)), color, 1)
+        for x, y, color in points:
+            px, py = self.to_pixel(x, y)
+            t = np.linspace(0, 2 * np.pi, 60)
+            self._dots(img, px + 7 * np.cos(t), py + 7 * np.sin(t), color, 1)
+            self._dots(img, np.array([px]), np.array([py]), color, 2)
+        return img
+
+    @staticmethod
+    def _dots(img, px, py, color, r):
+        h, w = img.shape[:2]
+        for dx in range(-r, r + 1):
+            for dy in range(-r, r + 1):
+                xs = np.round(np.asarray(px) + dx).astype(int)
+                ys = np.round(np.asarray(py) + dy).astype(int)
+                ok = (xs >= 0) & (xs < w) & (ys >= 0) & (ys < h)
+                img[ys[ok], xs[ok]] = color
+
+
+# --- checkpoints ---
+
+def checkpoint_paths(family: str) -> dict[str, Path]:
+    """Name -> path of every checkpoint of a family: shipped ones, then ones trained in the app."""
+    found = {}
+    for folder in (SHIPPED, USER_CHECKPOINTS):
+        for path in sorted(folder.glob(f"*.safetensors")):
+            card = read_card(path)
+            if card.get("family") == family and path.stem not in found:
+                found[path.stem] = path
+    return found
+
+
+def read_card(path: Path) -> dict:
+    """The checkpoint's JSON card; for a checkpoint with no card (an interrupted run), its header."""
+    card_path = Path(path).with_suffix(".json")
+    if card_path.exists():
+        try:
+            return json.loads(card_path.read_text())
+        except json.JSONDecodeError:
+            pass
+    try:
+        meta = checkpoint.read_meta(path)
+    except ValueError as e:
+        return {"name": Path(path).stem, "family": None, "error": str(e)}
+    return {"name": Path(path).stem, "family": meta.get("family"), "config": meta.get("config", {}),
+            "steps": meta.get("step"), "wall_time_s": meta.get("wall_time_s")}
+
+
+def checkpoint_choices(family: str) -> list[tuple[str, str]]:
+    choices = []
+    for name, path in checkpoint_paths(family).items():
+        card = read_card(path)
+        where = "shipped" if path.parent == SHIPPED else "yours"
+        cfg = card.get("config", {})
+        detail = f"{cfg.get('dataset', '?')}, latent {cfg.get('latent_dim', '?')}" if cfg else ""
+        choices.append((f"{name} ({detail}; {where})", name))
+    return choices
+
+
+def resolve(family: str, name: str) -> Path:
+    if not name:
+        raise ValueError("Choose a checkpoint first.")
+    paths = checkpoint_paths(family)
+    if name not in paths:
+        raise ValueError(f"No {family} checkpoint named {name!r}.")
+    return paths[name]
+
+
+def import_checkpoint(file_path: str, family: str) -> str:
+    """Validate an uploaded checkpoint (never unpickled) and copy it among the user's checkpoints."""
+    if not file_path:
+        raise ValueError("Choose a .safetensors file to import.")
+    src = Path(file_path)
+    if src.suffix != ".safetensors":
+        raise ValueError(f"{src.name} is not a .safetensors checkpoint.")
+    _, config, meta = checkpoint.load(src)
+    if meta["family"] != family:
+        raise ValueError(f"{src.name} is a {meta['family']} checkpoint, not a {family} one.")
+    name = src.stem
+    if (SHIPPED / src.name).exists():
+        name = f"{name}_imported"
+    USER_CHECKPOINTS.mkdir(parents=True, exist_ok=True)
+    dest = USER_CHECKPOINTS / f"{name}.safetensors"
+    dest.write_bytes(src.read_bytes())
+    return name
+
+
+def card_markdown(card: dict) -> str:
+    """A checkpoint's provenance and held-out metrics, for the panel next to its samples."""
+    if "error" in card:
+        return f"**{card['name']}**: {card['error']}"
+    cfg = card.get("config", {})
+    m = card.get("metrics", {})
+    lines = [f"**{card.get('name')}**: {card.get('data', {}).get('title', cfg.get('dataset', ''))}, "
+             f"latent {cfg.get('latent_dim')}, β {cfg.get('beta')}, "
+             f"{card.get('steps')} steps"
+             + (f" ({card['epochs']} epochs)" if card.get("epochs") else "")
+             + (f", {card['wall_time_s']:.0f} s" if card.get("wall_time_s") is not None else "")
+             + (f" on {card['hardware']}" if card.get("hardware") else "")]
+    if "neg_elbo_nats" in m:
+        lines.append(f"Test set: −ELBO **{m['neg_elbo_nats']:.1f} nats**, reconstruction BCE "
+                     f"{m['reconstruction_bce']:.1f}, KL {m['kl']:.1f}")
+    s = m.get("sample_scores")
+    if s:
+        lines.append(f"Prior samples scored by the project's classifier (n={s['n']}): confidence "
+                     f"{s['confidence']:.2f}, class coverage {s['class_coverage']:.0%}, "
+                     f"inception score {s['inception_score']:.2f}"
+                     + (f", Fréchet distance {s['frechet_distance']:.0f}" if "frechet_distance" in s else ""))
+    if card.get("command"):
+        lines.append(f"Reproduce: `{card['command']}`")
+    elif "metrics" not in card:
+        lines.append("No card yet: this run was interrupted before it finished (resume it in Train).")
+    return "  \n".join(lines)

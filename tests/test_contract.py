@@ -1,0 +1,139 @@
+"""The family contract, checked for every family in the registry with its ``tiny`` preset.
+
+Like diffusers' FastTests: a tiny model, one step. Anything a new family gets wrong about the
+contract in ``models/family.py`` (loss dict, generator sampler, seeded randomness, checkpoint round
+trip, presets, plain ValueErrors at the extremes) fails here before it reaches the studio.
+"""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import math
+
+import pytest
+import torch
+
+from models import FAMILIES, checkpoint
+from models.data import images
+from models.family import last, seeded
+
+FAMILY_NAMES = sorted(FAMILIES)
+
+
+@pytest.fixture(params=FAMILY_NAMES)
+def fam(request):
+    return FAMILIES[request.param]
+
+
+@pytest.fixture
+def tiny(fam):
+    """A tiny model with fixed initial weights, and its config."""
+    config = fam.config("tiny")
+    torch.manual_seed(0)
+    return fam.build(config), config
+
+
+def draw(fam, model, seed: int, n: int = 4, **controls) -> torch.Tensor:
+    return last(fam.sample(model, n, generator=seeded(seed), **controls))
+
+
+def test_train_step_gives_finite_loss(fam, tiny):
+    """One train_step on a real batch returns a dict with a finite scalar "loss" that backpropagates."""
+    model, config = tiny
+    x, y = images(config.dataset, "train")
+    batch = (x[:config.batch_size], y[:config.batch_size])
+    out = fam.train_step(model, batch, config)
+    assert "loss" in out
+    assert out["loss"].ndim == 0 and math.isfinite(out["loss"].item())
+    assert all(math.isfinite(v.item()) for v in out.values())
+    out["loss"].backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+
+
+def test_sampler_is_a_generator_of_images(fam, tiny):
+    """A drained sample has shape (4, 1, 28, 28) with pixel values in [0, 1]."""
+    model, _ = tiny
+    samples = fam.sample(model, 4, generator=seeded(0))
+    assert iter(samples) is samples, "samplers must be generators (the studio streams them)"
+    x = last(samples)
+    assert x.shape == (4, 1, 28, 28)
+    assert x.dtype == torch.float32
+    assert x.min() >= 0 and x.max() <= 1
+
+
+def test_same_seed_same_sample_other_seed_differs(fam, tiny):
+    """The same seed gives bit-identical samples; another seed gives different ones."""
+    model, _ = tiny
+    a, b, c = draw(fam, model, 0), draw(fam, model, 0), draw(fam, model, 1)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+def test_save_load_round_trip(fam, tiny, tmp_path):
+    """A checkpoint reloads with the same config and gives the same samples, bit for bit."""
+    model, config = tiny
+    path = checkpoint.save(tmp_path / "m.safetensors", model, fam.name, config, step=7)
+    loaded, loaded_config, meta = checkpoint.load(path)
+    assert loaded_config == config
+    assert dataclasses.asdict(loaded_config) == dataclasses.asdict(config)
+    assert meta["family"] == fam.name and meta["step"] == 7
+    assert torch.equal(draw(fam, model, 3), draw(fam, loaded, 3))
+
+
+@pytest.mark.parametrize("preset", ["book", "cpu", "tiny"])
+def test_every_preset_builds(fam, preset):
+    """Each named preset gives a valid config and a model with parameters."""
+    config = fam.config(preset)
+    assert isinstance(config, fam.config_cls)
+    model = fam.build(config)
+    assert sum(p.numel() for p in model.parameters()) > 0
+
+
+@pytest.mark.parametrize("overrides, words", [
+    ({"latent_dim": 0}, "latent"),
+    ({"beta": -1.0}, "β"),
+    ({"lr": 0.0}, "learning rate"),
+    ({"dataset": "cifar"}, "Unknown dataset 'cifar'"),
+    ({"no_such_setting": 1}, "Unknown setting"),
+])
+def test_invalid_config_is_refused(fam, overrides, words):
+    """Out-of-range or unknown settings raise a ValueError naming the problem (nothing is clamped)."""
+    known = {f.name for f in dataclasses.fields(fam.config_cls)} | {"no_such_setting"}
+    if not set(overrides) <= known:
+        pytest.skip(f"{fam.name} has no {sorted(set(overrides) - known)} setting")
+    with pytest.raises(ValueError, match=words):
+        fam.config("tiny", **overrides)
+
+
+def test_unknown_preset_is_refused(fam):
+    """An unknown preset name raises a ValueError that lists the real ones."""
+    with pytest.raises(ValueError, match="Unknown preset 'huge'.*tiny"):
+        fam.config("huge")
+
+
+@pytest.mark.parametrize("n, controls", [
+    (0, {}),
+    (10**6, {}),
+    (4, {"scale": -1.0}),
+])
+def test_sampler_extremes_are_refused(fam, tiny, n, controls):
+    """Zero or absurdly many samples, or a negative scale, raise a ValueError with a readable message."""
+    if not set(controls) <= set(inspect.signature(fam.sample).parameters):
+        pytest.skip(f"{fam.name}'s sampler has no {sorted(controls)} control")
+    model, _ = tiny
+    with pytest.raises(ValueError, match="must be between"):
+        draw(fam, model, 0, n=n, **controls)
+
+
+def test_negative_seed_is_refused():
+    """Seeds are whole numbers ≥ 0."""
+    with pytest.raises(ValueError, match="Seed"):
+        seeded(-1)
+    with pytest.raises(ValueError, match="Seed"):
+        seeded(1.5)
+
+
+def test_last_of_an_empty_sampler_is_an_error():
+    """Draining a sampler that yields nothing is a ValueError, not a silent None."""
+    with pytest.raises(ValueError, match="nothing"):
+        last(iter(()))
