@@ -82,6 +82,11 @@ def _load_optim_state(opt: torch.optim.Optimizer, tensors: dict, groups, scalars
     opt.load_state_dict({"state": state, "param_groups": groups})
 
 
+def check_name(name: str) -> None:
+    if not name or not name.replace("_", "").replace("-", "").isalnum():
+        raise ValueError(f"Checkpoint name must be letters, digits, '_' or '-'; got {name!r}.")
+
+
 def image_preview(family: Family, model, n: int = 16):
     return last(family.sample(model, n, generator=seeded(PREVIEW_SEED)))
 
@@ -91,8 +96,7 @@ def train(family: Family, config, *, name: str, out: Path = RUNS / "checkpoints"
           log_every: int = 50, checkpoint_every: int = 500, preview_every: int | None = None,
           device=None, seed: int = 0, command: str | None = None, score_samples: int = 2000) -> Result:
     """Train ``family`` with ``config`` to ``config.steps`` steps; see the module docstring."""
-    if not name or not name.replace("_", "").replace("-", "").isalnum():
-        raise ValueError(f"Checkpoint name must be letters, digits, '_' or '-'; got {name!r}.")
+    check_name(name)
     device = torch.device(device) if device else default_device()
     out = Path(out)
     weights, optim_path, history_path = paths(name, out)

@@ -10,8 +10,9 @@ import traceback
 from dataclasses import dataclass, field
 
 from models import FAMILIES
-from models.train import SHIPPED, Progress, Result, train
-from studio.widgets import USER_CHECKPOINTS
+from models import train as training
+from models.train import Progress, Result
+from studio import widgets
 
 
 @dataclass
@@ -51,7 +52,8 @@ class Jobs:
         self.current: Job | None = None
 
     def start(self, family: str, name: str, config, resume: bool = False, **train_kwargs) -> Job:
-        if (SHIPPED / f"{name}.safetensors").exists():
+        training.check_name(name)
+        if (training.SHIPPED / f"{name}.safetensors").exists():
             raise ValueError(f"{name!r} is a shipped checkpoint; choose another name for your run.")
         with self._lock:
             if self.current and self.current.running:
@@ -62,7 +64,7 @@ class Jobs:
 
             def run():
                 try:
-                    job.result = train(fam, config, name=name, out=USER_CHECKPOINTS, resume=resume,
+                    job.result = training.train(fam, config, name=name, out=widgets.USER_CHECKPOINTS, resume=resume,
                                        cancel=job.cancel, on_progress=lambda p: setattr(job, "progress", p),
                                        **{"log_every": 25, "checkpoint_every": 250, "preview_every": 100,
                                           "command": f"trained in the studio (Train tab), name {name}",

@@ -14,7 +14,8 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from models import checkpoint
-from models.train import RUNS, SHIPPED
+from models import train as training
+from models.train import RUNS
 
 USER_CHECKPOINTS = RUNS / "checkpoints"
 EXPORTS = Path(tempfile.gettempdir()) / "gdl-studio-exports"
@@ -141,7 +142,7 @@ class ScatterMap:
 def checkpoint_paths(family: str) -> dict[str, Path]:
     """Name -> path of every checkpoint of a family: shipped ones, then ones trained in the app."""
     found = {}
-    for folder in (SHIPPED, USER_CHECKPOINTS):
+    for folder in (training.SHIPPED, USER_CHECKPOINTS):
         for path in sorted(folder.glob(f"*.safetensors")):
             card = read_card(path)
             if card.get("family") == family and path.stem not in found:
@@ -169,7 +170,7 @@ def checkpoint_choices(family: str) -> list[tuple[str, str]]:
     choices = []
     for name, path in checkpoint_paths(family).items():
         card = read_card(path)
-        where = "shipped" if path.parent == SHIPPED else "yours"
+        where = "shipped" if path.parent == training.SHIPPED else "yours"
         cfg = card.get("config", {})
         detail = f"{cfg.get('dataset', '?')}, latent {cfg.get('latent_dim', '?')}" if cfg else ""
         choices.append((f"{name} ({detail}; {where})", name))
@@ -196,7 +197,7 @@ def import_checkpoint(file_path: str, family: str) -> str:
     if meta["family"] != family:
         raise ValueError(f"{src.name} is a {meta['family']} checkpoint, not a {family} one.")
     name = src.stem
-    if (SHIPPED / src.name).exists():
+    if (training.SHIPPED / src.name).exists():
         name = f"{name}_imported"
     USER_CHECKPOINTS.mkdir(parents=True, exist_ok=True)
     dest = USER_CHECKPOINTS / f"{name}.safetensors"
