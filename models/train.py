@@ -169,7 +169,7 @@ def train(family: Family, config, *, name: str, out: Path = RUNS / "checkpoints"
             metrics = {k: v / count for k, v in sums.items()}
             history.append({"step": step, **metrics})
             preview = None
-            if preview_every and (step % preview_every == 0 or step == config.steps):
+            if preview_every and (step % preview_every == 0 or step in (log_every, config.steps)):
                 preview = image_preview(family, model)
                 model.train()
             if on_progress:

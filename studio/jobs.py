@@ -66,7 +66,7 @@ class Jobs:
                 try:
                     job.result = training.train(fam, config, name=name, out=widgets.USER_CHECKPOINTS, resume=resume,
                                        cancel=job.cancel, on_progress=lambda p: setattr(job, "progress", p),
-                                       **{"log_every": 25, "checkpoint_every": 250, "preview_every": 100,
+                                       **{"log_every": 10, "checkpoint_every": 250, "preview_every": 50,
                                           "command": f"trained in the studio (Train tab), name {name}",
                                           **train_kwargs})
                 except ValueError as e:

@@ -240,16 +240,20 @@ def _train_config(dataset, latent, beta, steps, batch, lr):
                              beta=float(beta), steps=int(steps), batch_size=int(batch), lr=float(lr))
 
 
-def _stream(job, name_dropdown_value):
-    preview = None
+def _stream(job, current_checkpoint):
+    """Poll a training job twice a second; send curves and preview only when they change."""
+    drawn_step = -1
     while True:
-        running = job.running
+        done = not job.running
         p = job.progress
-        if p is not None and p.preview is not None:
-            preview = show(p.preview, 4, 4)
-        curves = widgets.curves_figure(p.history, ["loss", "reconstruction", "kl"]) if p and p.history else None
-        done = not running
-        choices = gr.update(choices=widgets.checkpoint_choices(FAMILY), value=name_dropdown_value) if done else gr.update()
+        curves = preview = gr.update()
+        if p is not None and p.step != drawn_step:
+            drawn_step = p.step
+            curves = widgets.curves_figure(p.history, ["loss", "reconstruction", "kl"])
+            if p.preview is not None:
+                preview = show(p.preview, 4, 4)
+        choices = (gr.update(choices=widgets.checkpoint_choices(FAMILY), value=current_checkpoint)
+                   if done else gr.update())
         yield job.status(), curves, preview, choices
         if done:
             return
@@ -383,7 +387,7 @@ def build(demo: gr.Blocks):
                 t_cancel = gr.Button("Cancel", variant="stop")
             t_status = gr.Markdown(elem_id="vae-train-status")
             with gr.Row():
-                t_curves = gr.Plot(label="Loss (per image, nats)")
+                t_curves = gr.Plot(label="Loss (per image, nats)", show_label=False)
                 t_preview = gr.Image(label="Samples from a fixed seed", format="png", interactive=False)
             imp_file = gr.File(label="Import a checkpoint (.safetensors)", type="filepath")
             imp_msg = gr.Markdown()
