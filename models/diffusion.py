@@ -1,0 +1,251 @@
+"""Denoising diffusion (DDPM, Ho et al. 2020; DDIM, Song et al. 2021), as in Deep Learning from
+Scratch 5 ch. 10 and Foster ch. 8.
+
+A fixed forward process adds Gaussian noise over T steps, ``q(x_t | x_0) = N(√ᾱ_t x_0, (1 - ᾱ_t) I)``
+with ``ᾱ_t = Π (1 - β_s)``, until ``x_T`` is pure noise. A U-Net ``ε_θ(x_t, t)`` learns to predict
+the noise that was added, with the simple loss ``|ε - ε_θ(√ᾱ_t x_0 + √(1-ᾱ_t) ε, t)|²``. Sampling
+runs the process backwards from noise; from any ``x_t`` the model's guess of the clean image is
+
+    x̂_0 = (x_t - √(1-ᾱ_t) ε_θ) / √ᾱ_t
+
+DDIM steps from ``t`` to an earlier ``s`` (any subsequence of timesteps) with
+``x_s = √ᾱ_s x̂_0 + √(1-ᾱ_s-σ²) ε_θ + σ z``; ``η`` scales σ between 0 (deterministic DDIM) and 1,
+where using all T steps is exactly DDPM's ancestral sampler.
+
+Class-conditional models (classifier-free guidance, Ho & Salimans 2022) are trained with the label
+replaced by a "null" label 10% of the time; sampling mixes
+``ε = ε_uncond + w (ε_cond - ε_uncond)``: w = 0 ignores the label, 1 follows it, above 1 exaggerates it.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.family import Family, check_range, device_of
+
+CLASSES = 10
+
+
+@dataclass
+class DiffusionConfig:
+    dataset: str = "mnist"
+    channels: tuple = (64, 128, 256)  # U-Net widths at 28, 14 and 7 pixels (the book's)
+    time_dim: int = 100  # sinusoidal time-embedding size
+    T: int = 1000  # noising steps used in training
+    schedule: str = "linear"  # "linear" (β from 1e-4 to 0.02, Ho et al.) or "cosine" (Nichol & Dhariwal)
+    conditional: bool = False  # learn p(x | class) too, for classifier-free guidance
+    p_uncond: float = 0.1  # how often the label is dropped in training (conditional models)
+    lr: float = 1e-3
+    batch_size: int = 128
+    steps: int = 4690  # 10 epochs of 60k at batch 128, as in the book
+
+    def __post_init__(self):
+        self.channels = tuple(int(c) for c in self.channels)
+
+    def validate(self):
+        from models.data import check_dataset
+
+        check_dataset(self.dataset)
+        if len(self.channels) != 3 or min(self.channels) < 1:
+            raise ValueError("channels must be three positive widths, e.g. (64, 128, 256).")
+        if self.schedule not in ("linear", "cosine"):
+            raise ValueError(f"schedule must be 'linear' or 'cosine'; got {self.schedule!r}.")
+        check_range("T (noising steps)", self.T, 2, 10_000)
+        check_range("label dropout", self.p_uncond, 0.0, 1.0)
+        check_range("learning rate", self.lr, 1e-7, 1.0)
+        check_range("batch size", self.batch_size, 1, 4096)
+        check_range("steps", self.steps, 1, 10_000_000)
+
+
+PRESETS = {
+    "book": {},
+    "cpu": {"channels": (32, 64, 64), "steps": 3000, "batch_size": 64},  # about 35 minutes on 2 cores
+    "tiny": {"channels": (4, 8, 8), "time_dim": 8, "T": 10, "batch_size": 8, "steps": 2},
+}
+
+
+def betas_for(schedule: str, T: int) -> torch.Tensor:
+    if schedule == "linear":
+        return torch.linspace(1e-4, 0.02, T, dtype=torch.float64)
+    s = 0.008  # cosine: ᾱ follows a squared cosine, so noise is added more evenly over t
+    f = torch.cos((torch.arange(T + 1, dtype=torch.float64) / T + s) / (1 + s) * math.pi / 2) ** 2
+    return (1 - f[1:] / f[:-1]).clamp(max=0.999)
+
+
+def time_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """Sinusoidal embedding of integer timesteps (B,) -> (B, dim), as for transformer positions."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10_000) * torch.arange(half, device=t.device) / max(half, 1))
+    angles = t.float()[:, None] * freqs[None]
+    emb = torch.cat([angles.sin(), angles.cos()], dim=1)
+    return F.pad(emb, (0, dim - emb.shape[1]))
+
+
+class ConvBlock(nn.Module):
+    """(Conv-BN-ReLU)×2, with the time (and label) embedding added to the input channels."""
+
+    def __init__(self, c_in: int, c_out: int, time_dim: int):
+        super().__init__()
+        self.convs = nn.Sequential(
+            nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(),
+            nn.Conv2d(c_out, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(),
+        )
+        self.mlp = nn.Sequential(nn.Linear(time_dim, c_in), nn.ReLU(), nn.Linear(c_in, c_in))
+
+    def forward(self, x, v):
+        return self.convs(x + self.mlp(v)[:, :, None, None])
+
+
+class UNet(nn.Module):
+    """ε_θ(x_t, t[, y]): two down stages (28 -> 14 -> 7), a bottleneck, two up stages with skips."""
+
+    def __init__(self, c: DiffusionConfig):
+        super().__init__()
+        c1, c2, c3 = c.channels
+        self.time_dim = c.time_dim
+        self.conditional = c.conditional
+        self.down1 = ConvBlock(1, c1, c.time_dim)
+        self.down2 = ConvBlock(c1, c2, c.time_dim)
+        self.bottleneck = ConvBlock(c2, c3, c.time_dim)
+        self.up2 = ConvBlock(c3 + c2, c2, c.time_dim)
+        self.up1 = ConvBlock(c2 + c1, c1, c.time_dim)
+        self.out = nn.Conv2d(c1, 1, 1)
+        # label CLASSES is the "null" label used for the unconditional half of guidance
+        self.label_emb = nn.Embedding(CLASSES + 1, c.time_dim) if c.conditional else None
+        betas = betas_for(c.schedule, c.T)
+        self.T = c.T
+        self.register_buffer("betas", betas.float(), persistent=False)
+        self.register_buffer("alpha_bar", torch.cumprod(1 - betas, 0).float(), persistent=False)
+
+    def forward(self, x, t, y=None):
+        v = time_embedding(t, self.time_dim)
+        if self.label_emb is not None:
+            y = torch.full_like(t, CLASSES) if y is None else y
+            v = v + self.label_emb(y)
+        x1 = self.down1(x, v)  # (B, c1, 28, 28)
+        x2 = self.down2(F.max_pool2d(x1, 2), v)  # (B, c2, 14, 14)
+        h = self.bottleneck(F.max_pool2d(x2, 2), v)  # (B, c3, 7, 7)
+        h = self.up2(torch.cat([F.interpolate(h, scale_factor=2, mode="bilinear"), x2], 1), v)
+        h = self.up1(torch.cat([F.interpolate(h, scale_factor=2, mode="bilinear"), x1], 1), v)
+        return self.out(h)
+
+
+def build(config: DiffusionConfig) -> UNet:
+    return UNet(config)
+
+
+def to_model_space(x):
+    """Images in [0, 1] -> [-1, 1], the range the noise schedule assumes."""
+    return x * 2 - 1
+
+
+def q_sample(model: UNet, x0, t, noise):
+    """Forward process: x_t = √ᾱ_t x_0 + √(1-ᾱ_t) ε."""
+    ab = model.alpha_bar[t][:, None, None, None]
+    return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+
+
+def _loss(model: UNet, x, y, generator=None, p_uncond=0.0):
+    x0 = to_model_space(x)
+    b = len(x0)
+    t = torch.randint(0, model.T, (b,), generator=generator, device=x0.device)
+    noise = torch.randn(x0.shape, generator=generator, device=x0.device)
+    if model.conditional:
+        drop = torch.rand(b, generator=generator, device=x0.device) < p_uncond
+        y = torch.where(drop, torch.full_like(y, CLASSES), y)
+    else:
+        y = None
+    return F.mse_loss(model(q_sample(model, x0, t, noise), t, y), noise)
+
+
+def train_step(model: UNet, batch, config: DiffusionConfig) -> dict:
+    x, y = batch
+    return {"loss": _loss(model, x, y, p_uncond=config.p_uncond)}
+
+
+@torch.no_grad()
+def evaluate(model: UNet, x, y, batch_size: int = 1000) -> dict:
+    """Held-out noise-prediction MSE at seeded random timesteps (labels kept for conditional models)."""
+    model.eval()
+    device = device_of(model)
+    g = torch.Generator(device=device).manual_seed(0)
+    total = 0.0
+    for i in range(0, len(x), batch_size):
+        xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
+        total += _loss(model, xb, yb, generator=g).item() * len(xb)
+    return {"test_mse": total / len(x)}
+
+
+def timesteps(T: int, steps: int) -> list[int]:
+    """An evenly spaced, decreasing subsequence of ``steps`` timesteps from T-1 down to 0."""
+    check_range("sampling steps", steps, 1, T)
+    if steps == 1:
+        return [T - 1]
+    return sorted({round(i * (T - 1) / (steps - 1)) for i in range(steps)}, reverse=True)
+
+
+@torch.no_grad()
+def denoise(model: UNet, x_t, ts: list[int], generator=None, eta: float = 1.0, labels=None, guidance: float = 0.0):
+    """Run the reverse process over the decreasing timesteps ``ts`` starting from ``x_t``; yields
+    ``(t, x_t, x̂_0)`` after each step, all in model space [-1, 1]. Every state is kept by the caller,
+    so a replay can branch from any of them with a new seed, η or step count."""
+    check_range("η", eta, 0.0, 1.0)
+    check_range("guidance scale", guidance, 0.0, 50.0)
+    if guidance and not model.conditional:
+        raise ValueError("Guidance needs a class-conditional checkpoint.")
+    model.eval()
+    device = device_of(model)
+    x = x_t.to(device)
+    b = len(x)
+    y = None
+    if model.conditional:
+        y = torch.full((b,), CLASSES, device=device) if labels is None else torch.as_tensor(labels, device=device)
+    for i, t in enumerate(ts):
+        tt = torch.full((b,), t, device=device, dtype=torch.long)
+        if model.conditional and guidance != 1.0 and labels is not None:
+            eps_c, eps_u = model(torch.cat([x, x]), torch.cat([tt, tt]), torch.cat([y, torch.full_like(y, CLASSES)])).chunk(2)
+            eps = eps_u + guidance * (eps_c - eps_u)
+        else:
+            eps = model(x, tt, y)
+        ab = model.alpha_bar[t]
+        x0 = ((x - (1 - ab).sqrt() * eps) / ab.sqrt()).clamp(-1, 1)
+        eps = (x - ab.sqrt() * x0) / (1 - ab).sqrt()  # keep ε consistent with the clipped x̂_0
+        s = ts[i + 1] if i + 1 < len(ts) else -1
+        ab_s = model.alpha_bar[s] if s >= 0 else torch.ones((), device=device)
+        sigma = eta * ((1 - ab_s) / (1 - ab) * (1 - ab / ab_s)).clamp(min=0).sqrt()
+        x = ab_s.sqrt() * x0 + (1 - ab_s - sigma ** 2).clamp(min=0).sqrt() * eps
+        if s >= 0 and eta > 0:
+            x = x + sigma * torch.randn(x.shape, generator=generator, device=generator.device if generator else "cpu").to(device)
+        yield t, x, x0
+
+
+@torch.no_grad()
+def sample(model: UNet, n: int, generator: torch.Generator | None = None, steps: int | None = None,
+           eta: float = 1.0, labels=None, guidance: float = 0.0, preview_every: int = 10):
+    """Images (n, 1, 28, 28) in [0, 1], from noise. Yields the current x̂_0 every ``preview_every``
+    steps and the final images last. Defaults: all T steps with η = 1, i.e. DDPM ancestral sampling."""
+    check_range("number of samples", n, 1, 10_000)
+    steps = model.T if steps is None else int(steps)
+    ts = timesteps(model.T, steps)
+    x_T = torch.randn(n, 1, 28, 28, generator=generator, device=generator.device if generator else "cpu")
+    for i, (t, x, x0) in enumerate(denoise(model, x_T, ts, generator, eta, labels, guidance)):
+        if i + 1 == len(ts):
+            yield ((x.clamp(-1, 1) + 1) / 2).cpu()
+        elif (i + 1) % preview_every == 0:
+            yield ((x0 + 1) / 2).cpu()
+
+
+FAMILY = Family(
+    name="diffusion",
+    title="Diffusion (DDPM / DDIM)",
+    config_cls=DiffusionConfig,
+    build=build,
+    train_step=train_step,
+    sample=sample,
+    evaluate=evaluate,
+    presets=PRESETS,
+)
