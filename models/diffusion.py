@@ -202,8 +202,15 @@ def denoise(model: UNet, x_t, ts: list[int], generator=None, eta: float = 1.0, l
     x = x_t.to(device)
     b = len(x)
     y = None
+    if labels is not None and not model.conditional:
+        raise ValueError("Class labels need a class-conditional checkpoint.")
     if model.conditional:
-        y = torch.full((b,), CLASSES, device=device) if labels is None else torch.as_tensor(labels, device=device)
+        y = torch.full((b,), CLASSES, device=device)
+        if labels is not None:
+            y = torch.as_tensor(labels, dtype=torch.long).flatten()
+            if len(y) != b or y.min() < 0 or y.max() >= CLASSES:
+                raise ValueError(f"Give one class label from 0 to {CLASSES - 1} per sample ({b}); got {labels!r}.")
+            y = y.to(device)
     for i, t in enumerate(ts):
         tt = torch.full((b,), t, device=device, dtype=torch.long)
         if model.conditional and guidance != 1.0 and labels is not None:
@@ -229,6 +236,7 @@ def sample(model: UNet, n: int, generator: torch.Generator | None = None, steps:
     """Images (n, 1, 28, 28) in [0, 1], from noise. Yields the current x̂_0 every ``preview_every``
     steps and the final images last. Defaults: all T steps with η = 1, i.e. DDPM ancestral sampling."""
     check_range("number of samples", n, 1, 10_000)
+    check_range("preview interval", preview_every, 1, 10_000)
     steps = model.T if steps is None else int(steps)
     ts = timesteps(model.T, steps)
     x_T = torch.randn(n, 1, 28, 28, generator=generator, device=generator.device if generator else "cpu")

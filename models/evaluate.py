@@ -4,8 +4,9 @@ No Inception network ships offline and its 299×299 ImageNet features are a poor
 digits anyway, so each dataset gets a small CNN trained here (about 99% test accuracy on MNIST)
 and every image family is scored in *its* eyes:
 
-* **confidence**: mean of max_y p(y|x). A recognisable sample is classified with conviction;
-  noise or mush is not.
+* **confidence**: mean of max_y p(y|x). A recognisable sample is classified with conviction,
+  blurry in-between shapes are not. Like Inception's, it can be fooled: uniform noise lies far
+  from the training data and gets confident (wrong) answers, so read it with the next two.
 * **class coverage**: the fraction of classes that receive at least half their fair share of the
   argmax predictions. A generator that collapsed onto a few modes scores low.
 * **inception score**: exp E_x KL(p(y|x) || p(y)) (Salimans et al. 2016), 1 (useless) to 10.

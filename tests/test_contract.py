@@ -125,6 +125,28 @@ def test_sampler_extremes_are_refused(fam, tiny, n, controls):
         draw(fam, model, 0, n=n, **controls)
 
 
+def numeric_controls(fam) -> list[str]:
+    """The sampler's keyword controls whose default is a number (the ones the studio shows as sliders)."""
+    params = list(inspect.signature(fam.sample).parameters.values())[2:]
+    return [p.name for p in params
+            if isinstance(p.default, (int, float)) and not isinstance(p.default, bool)]
+
+
+@pytest.mark.parametrize("value", [0, -1, 10**6, float("nan")])
+def test_every_numeric_control_works_or_refuses_at_its_extremes(fam, tiny, value):
+    """Each numeric sampler control set to 0, -1, 10⁶ or NaN either gives valid images or raises a
+    ValueError; never another exception, never NaN pixels (nothing is silently broken)."""
+    model, _ = tiny
+    for name in numeric_controls(fam):
+        try:
+            x = draw(fam, model, 0, n=2, **{name: value})
+        except ValueError as e:
+            assert str(e), f"{name}={value}: empty message"
+            continue
+        assert x.shape == (2, 1, 28, 28), f"{name}={value}"
+        assert torch.isfinite(x).all() and x.min() >= 0 and x.max() <= 1, f"{name}={value}"
+
+
 def test_negative_seed_is_refused():
     """Seeds are whole numbers ≥ 0."""
     with pytest.raises(ValueError, match="Seed"):

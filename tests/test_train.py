@@ -52,11 +52,14 @@ def test_progress_reports_increasing_steps_and_finite_metrics(tmp_path):
 
 
 def test_preview_is_sent_when_due(tmp_path):
-    """With preview_every set, the callback gets 16 fixed-seed samples on those steps only."""
+    """With preview_every set, the callback gets 16 fixed-seed samples on the first report, every
+    preview_every steps and the last step, and no preview otherwise."""
     seen = []
-    run(tmp_path, steps=4, log_every=1, preview_every=2, on_progress=seen.append)
-    shapes = {p.step: None if p.preview is None else tuple(p.preview.shape) for p in seen}
-    assert shapes == {1: None, 2: (16, 1, 28, 28), 3: None, 4: (16, 1, 28, 28)}
+    run(tmp_path, steps=7, log_every=1, preview_every=3, on_progress=seen.append)
+    with_preview = [p.step for p in seen if p.preview is not None]
+    assert with_preview == [1, 3, 6, 7]
+    assert all(p.preview.shape == (16, 1, 28, 28) for p in seen if p.preview is not None)
+    assert [p.step for p in seen] == list(range(1, 8))
 
 
 def test_finished_run_writes_checkpoint_and_card(tmp_path):

@@ -164,3 +164,10 @@ def test_sample_with_given_codes_matches_decode(shipped):
     model, _ = shipped
     z = vae.latent_grid(3, 2.0, 2)
     assert torch.equal(next(vae.sample(model, 9, z=z)), vae.decode(model, z))
+
+
+def test_sample_refuses_codes_of_the_wrong_shape(shipped):
+    """sample(z=...) with codes that are not (N, latent_dim) is a ValueError, like decode."""
+    model, _ = shipped
+    with pytest.raises(ValueError, match=r"\(N, 2\)"):
+        next(vae.sample(model, 2, z=torch.zeros(2, 3)))
