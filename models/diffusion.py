@@ -63,7 +63,7 @@ class DiffusionConfig:
 
 PRESETS = {
     "book": {},
-    "cpu": {"channels": (32, 64, 64), "steps": 3000, "batch_size": 64},  # about 35 minutes on 2 cores
+    "cpu": {"channels": (32, 64, 128), "steps": 3000, "batch_size": 64},  # about 35 minutes on 2 cores
     "tiny": {"channels": (4, 8, 8), "time_dim": 8, "T": 10, "batch_size": 8, "steps": 2},
 }
 
@@ -74,6 +74,13 @@ def betas_for(schedule: str, T: int) -> torch.Tensor:
     s = 0.008  # cosine: ᾱ follows a squared cosine, so noise is added more evenly over t
     f = torch.cos((torch.arange(T + 1, dtype=torch.float64) / T + s) / (1 + s) * math.pi / 2) ** 2
     return (1 - f[1:] / f[:-1]).clamp(max=0.999)
+
+
+def alpha_bars(schedule: str, T: int) -> torch.Tensor:
+    """ᾱ_t = Π_{s<=t} (1 - β_s): how much of x_0 survives at step t."""
+    if schedule not in ("linear", "cosine"):
+        raise ValueError(f"schedule must be 'linear' or 'cosine'; got {schedule!r}.")
+    return torch.cumprod(1 - betas_for(schedule, T), 0).float()
 
 
 def time_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -116,10 +123,8 @@ class UNet(nn.Module):
         self.out = nn.Conv2d(c1, 1, 1)
         # label CLASSES is the "null" label used for the unconditional half of guidance
         self.label_emb = nn.Embedding(CLASSES + 1, c.time_dim) if c.conditional else None
-        betas = betas_for(c.schedule, c.T)
         self.T = c.T
-        self.register_buffer("betas", betas.float(), persistent=False)
-        self.register_buffer("alpha_bar", torch.cumprod(1 - betas, 0).float(), persistent=False)
+        self.register_buffer("alpha_bar", alpha_bars(c.schedule, c.T), persistent=False)
 
     def forward(self, x, t, y=None):
         v = time_embedding(t, self.time_dim)
@@ -143,9 +148,9 @@ def to_model_space(x):
     return x * 2 - 1
 
 
-def q_sample(model: UNet, x0, t, noise):
-    """Forward process: x_t = √ᾱ_t x_0 + √(1-ᾱ_t) ε."""
-    ab = model.alpha_bar[t][:, None, None, None]
+def q_sample(alpha_bar: torch.Tensor, x0, t, noise):
+    """Forward process: x_t = √ᾱ_t x_0 + √(1-ᾱ_t) ε, for timesteps ``t`` (B,)."""
+    ab = alpha_bar[t][:, None, None, None]
     return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
 
 
@@ -159,7 +164,7 @@ def _loss(model: UNet, x, y, generator=None, p_uncond=0.0):
         y = torch.where(drop, torch.full_like(y, CLASSES), y)
     else:
         y = None
-    return F.mse_loss(model(q_sample(model, x0, t, noise), t, y), noise)
+    return F.mse_loss(model(q_sample(model.alpha_bar, x0, t, noise), t, y), noise)
 
 
 def train_step(model: UNet, batch, config: DiffusionConfig) -> dict:
@@ -230,6 +235,11 @@ def denoise(model: UNet, x_t, ts: list[int], generator=None, eta: float = 1.0, l
         yield t, x, x0
 
 
+def initial_noise(n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """x_T ~ N(0, I): the start of every reverse process."""
+    return torch.randn(n, 1, 28, 28, generator=generator, device=generator.device if generator else "cpu")
+
+
 @torch.no_grad()
 def sample(model: UNet, n: int, generator: torch.Generator | None = None, steps: int | None = None,
            eta: float = 1.0, labels=None, guidance: float = 0.0, preview_every: int = 10):
@@ -237,14 +247,38 @@ def sample(model: UNet, n: int, generator: torch.Generator | None = None, steps:
     steps and the final images last. Defaults: all T steps with η = 1, i.e. DDPM ancestral sampling."""
     check_range("number of samples", n, 1, 10_000)
     check_range("preview interval", preview_every, 1, 10_000)
-    steps = model.T if steps is None else int(steps)
-    ts = timesteps(model.T, steps)
-    x_T = torch.randn(n, 1, 28, 28, generator=generator, device=generator.device if generator else "cpu")
+    ts = timesteps(model.T, model.T if steps is None else int(steps))
+    x_T = initial_noise(n, generator)
     for i, (t, x, x0) in enumerate(denoise(model, x_T, ts, generator, eta, labels, guidance)):
         if i + 1 == len(ts):
-            yield ((x.clamp(-1, 1) + 1) / 2).cpu()
+            yield to_pixels(x)
         elif (i + 1) % preview_every == 0:
-            yield ((x0 + 1) / 2).cpu()
+            yield to_pixels(x0)
+
+
+def to_pixels(x) -> torch.Tensor:
+    """Model space [-1, 1] -> images in [0, 1] on the CPU."""
+    return ((x.clamp(-1, 1) + 1) / 2).cpu()
+
+
+def branch(model: UNet, x_i, ts: list[int], i: int, seed: int, steps: int | None = None, eta: float = 1.0,
+           labels=None, guidance: float = 0.0):
+    """Re-run the reverse process from state ``x_i`` (after ``i`` steps of a run over ``ts``, so at
+    noise level ``ts[i]``) with a seed, η and total step count of your choice.
+
+    The random draws the original run made before step i are replayed first, so branching with the
+    original seed and settings reproduces the original run exactly; any change makes a sibling.
+    """
+    from models.family import seeded
+
+    check_range("branch step", i, 0, len(ts) - 1)
+    g = seeded(seed)
+    initial_noise(len(x_i), g)
+    if eta > 0:
+        for _ in range(i):
+            torch.randn(x_i.shape, generator=g)
+    rest = ts[i:] if steps is None else [ts[i]] + [t for t in timesteps(model.T, int(steps)) if t < ts[i]]
+    yield from denoise(model, x_i, rest, g, eta, labels, guidance)
 
 
 FAMILY = Family(
@@ -256,4 +290,6 @@ FAMILY = Family(
     sample=sample,
     evaluate=evaluate,
     presets=PRESETS,
+    # cards score 50-step deterministic DDIM samples: 1000 DDPM steps per sample is hours on a CPU
+    score_kwargs={"steps": 50, "eta": 0.0},
 )

@@ -37,6 +37,7 @@ class Family:
     sample: Callable[..., Iterator[torch.Tensor]]
     evaluate: Callable[[nn.Module, torch.Tensor, torch.Tensor], dict] | None = None
     presets: dict = field(default_factory=dict)  # name -> dict of overrides
+    score_kwargs: dict = field(default_factory=dict)  # sampler controls for the card's sample scores
 
     def config(self, preset: str = "book", **overrides) -> Any:
         """A config from a named preset plus overrides, validated."""

@@ -88,7 +88,8 @@ def check_name(name: str) -> None:
 
 
 def image_preview(family: Family, model, n: int = 16):
-    return last(family.sample(model, n, generator=seeded(PREVIEW_SEED)))
+    """Samples from a fixed seed, drawn the way cards are scored (fast settings for slow samplers)."""
+    return last(family.sample(model, n, generator=seeded(PREVIEW_SEED), **family.score_kwargs))
 
 
 def train(family: Family, config, *, name: str, out: Path = RUNS / "checkpoints", resume: bool = False,
@@ -197,8 +198,10 @@ def make_card(family: Family, model, config, *, name, steps, wall, device, comma
     if score_samples:
         from models import evaluate
 
-        samples = last(family.sample(model, score_samples, generator=seeded(seed)))
+        samples = last(family.sample(model, score_samples, generator=seeded(seed), **family.score_kwargs))
         metrics["sample_scores"] = evaluate.score(samples, config.dataset)
+        if family.score_kwargs:
+            metrics["sample_scores"]["sampler"] = family.score_kwargs
     return {
         "name": name,
         "family": family.name,

@@ -6,10 +6,13 @@ The page polls a :class:`Job` from a generator handler; closing the tab does not
 from __future__ import annotations
 
 import threading
+import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from models import FAMILIES
+import gradio as gr
+
+from models import FAMILIES, checkpoint
 from models import train as training
 from models.train import Progress, Result
 from studio import widgets
@@ -63,12 +66,12 @@ class Jobs:
             fam = FAMILIES[family]
 
             def run():
+                settings = {"log_every": 10, "checkpoint_every": 250, "preview_every": 50, "score_samples": 500,
+                            "command": f"trained in the studio (Train tab), name {name}", **train_kwargs}
                 try:
                     job.result = training.train(fam, config, name=name, out=widgets.USER_CHECKPOINTS, resume=resume,
-                                       cancel=job.cancel, on_progress=lambda p: setattr(job, "progress", p),
-                                       **{"log_every": 10, "checkpoint_every": 250, "preview_every": 50,
-                                          "command": f"trained in the studio (Train tab), name {name}",
-                                          **train_kwargs})
+                                                cancel=job.cancel, on_progress=lambda p: setattr(job, "progress", p),
+                                                **settings)
                 except ValueError as e:
                     job.error = str(e)
                 except Exception as e:  # keep the studio alive and say what happened
@@ -80,6 +83,15 @@ class Jobs:
             self.current = job
             return job
 
+    def resume(self, family: str, name: str, steps) -> Job:
+        """Continue a run of the user's with its own settings, up to ``steps``."""
+        name = (name or "").strip()
+        path = widgets.USER_CHECKPOINTS / f"{name}.safetensors"
+        if not name or not path.exists():
+            raise ValueError(f"No run of yours named {name!r} to resume.")
+        config = replace(checkpoint.load(path)[1], steps=int(steps))
+        return self.start(family, name, config, resume=True)
+
     def cancel(self) -> str:
         job = self.current
         if not job or not job.running:
@@ -89,3 +101,25 @@ class Jobs:
 
 
 JOBS = Jobs()
+
+
+def stream(job: Job, family: str, keys: list[str], current_checkpoint):
+    """Poll a training job twice a second for a generator handler: yields (status, curves, preview,
+    checkpoint dropdown). Curves and preview are sent only when they change; at the end the
+    dropdown is refreshed so the new checkpoint can be picked."""
+    drawn_step = -1
+    while True:
+        done = not job.running
+        p = job.progress
+        curves = preview = gr.update()
+        if p is not None and p.step != drawn_step:
+            drawn_step = p.step
+            curves = widgets.curves_figure(p.history, keys)
+            if p.preview is not None:
+                preview = widgets.mosaic(p.preview, 4, pad=1, scale=4)
+        choices = (gr.update(choices=widgets.checkpoint_choices(family), value=current_checkpoint)
+                   if done else gr.update())
+        yield job.status(), curves, preview, choices
+        if done:
+            return
+        time.sleep(0.5)

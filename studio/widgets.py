@@ -143,7 +143,7 @@ def checkpoint_paths(family: str) -> dict[str, Path]:
     """Name -> path of every checkpoint of a family: shipped ones, then ones trained in the app."""
     found = {}
     for folder in (training.SHIPPED, USER_CHECKPOINTS):
-        for path in sorted(folder.glob(f"*.safetensors")):
+        for path in sorted(folder.glob("*.safetensors")):
             card = read_card(path)
             if card.get("family") == family and path.stem not in found:
                 found[path.stem] = path
@@ -171,9 +171,7 @@ def checkpoint_choices(family: str) -> list[tuple[str, str]]:
     for name, path in checkpoint_paths(family).items():
         card = read_card(path)
         where = "shipped" if path.parent == training.SHIPPED else "yours"
-        cfg = card.get("config", {})
-        detail = f"{cfg.get('dataset', '?')}, latent {cfg.get('latent_dim', '?')}" if cfg else ""
-        choices.append((f"{name} ({detail}; {where})", name))
+        choices.append((f"{name} ({describe(card.get('config', {}))}; {where})", name))
     return choices
 
 
@@ -184,6 +182,18 @@ def resolve(family: str, name: str) -> Path:
     if name not in paths:
         raise ValueError(f"No {family} checkpoint named {name!r}.")
     return paths[name]
+
+
+@functools.lru_cache(maxsize=8)
+def _load(path: str, mtime: float):
+    model, config, _ = checkpoint.load(path)
+    return model, config, read_card(Path(path))
+
+
+def load(family: str, name: str):
+    """``(model, config, card)`` of a checkpoint, cached read-only (reloaded when the file changes)."""
+    path = resolve(family, name)
+    return _load(str(path), path.stat().st_mtime)
 
 
 def import_checkpoint(file_path: str, family: str) -> str:
@@ -205,6 +215,20 @@ def import_checkpoint(file_path: str, family: str) -> str:
     return name
 
 
+def describe(cfg: dict, dataset: bool = True) -> str:
+    """The settings that tell checkpoints of a family apart, in a few words."""
+    parts = [cfg.get("dataset", "?")] if dataset else []
+    if "latent_dim" in cfg:
+        parts.append(f"latent {cfg['latent_dim']}")
+    if "beta" in cfg and cfg["beta"] != 1.0:
+        parts.append(f"β {cfg['beta']}")
+    if "schedule" in cfg:
+        parts.append(f"{cfg['schedule']} schedule, T {cfg.get('T')}")
+    if cfg.get("conditional"):
+        parts.append("class-conditional")
+    return ", ".join(parts)
+
+
 def card_markdown(card: dict) -> str:
     """A checkpoint's provenance and held-out metrics, for the panel next to its samples."""
     if "error" in card:
@@ -212,18 +236,20 @@ def card_markdown(card: dict) -> str:
     cfg = card.get("config", {})
     m = card.get("metrics", {})
     lines = [f"**{card.get('name')}**: {card.get('data', {}).get('title', cfg.get('dataset', ''))}, "
-             f"latent {cfg.get('latent_dim')}, β {cfg.get('beta')}, "
-             f"{card.get('steps')} steps"
+             f"{describe(cfg, dataset=False)}, {card.get('steps')} steps"
              + (f" ({card['epochs']} epochs)" if card.get("epochs") else "")
              + (f", {card['wall_time_s']:.0f} s" if card.get("wall_time_s") is not None else "")
              + (f" on {card['hardware']}" if card.get("hardware") else "")]
     if "neg_elbo_nats" in m:
         lines.append(f"Test set: −ELBO **{m['neg_elbo_nats']:.1f} nats**, reconstruction BCE "
                      f"{m['reconstruction_bce']:.1f}, KL {m['kl']:.1f}")
+    if "test_mse" in m:
+        lines.append(f"Test set: noise-prediction MSE **{m['test_mse']:.4f}**")
     s = m.get("sample_scores")
     if s:
-        lines.append(f"Prior samples scored by the project's classifier (n={s['n']}): confidence "
-                     f"{s['confidence']:.2f}, class coverage {s['class_coverage']:.0%}, "
+        how = ", ".join(f"{k} {v}" for k, v in s.get("sampler", {}).items())
+        lines.append(f"Samples scored by the project's classifier (n={s['n']}{'; ' + how if how else ''}): "
+                     f"confidence {s['confidence']:.2f}, class coverage {s['class_coverage']:.0%}, "
                      f"inception score {s['inception_score']:.2f}"
                      + (f", Fréchet distance {s['frechet_distance']:.0f}" if "frechet_distance" in s else ""))
     if card.get("command"):

@@ -6,7 +6,6 @@ it is skipped where they are missing unless STUDIO_REQUIRE_BROWSER=1 (as in CI),
 missing browser a failure.
 """
 import os
-import shutil
 import socket
 import subprocess
 import sys

@@ -1,7 +1,6 @@
 """The VAE tab's handlers, called exactly as the page calls them: good input gives the views, bad
 input gives a clear message (gr.Error), and the studio keeps working afterwards."""
 import json
-import threading
 import time
 
 import gradio as gr

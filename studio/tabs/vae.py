@@ -7,8 +7,7 @@ Handlers are plain functions of plain values (tested directly and exposed throug
 from __future__ import annotations
 
 import functools
-import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
@@ -17,10 +16,10 @@ import torch
 from matplotlib.figure import Figure
 from PIL import Image, UnidentifiedImageError
 
-from models import checkpoint, data, evaluate, vae
+from models import data, evaluate, vae
 from models.family import check_range, last, seeded
 from studio import widgets
-from studio.jobs import JOBS
+from studio.jobs import JOBS, stream
 from studio.widgets import friendly
 
 TITLE = "VAE"
@@ -60,14 +59,13 @@ class Loaded:
 
 
 @functools.lru_cache(maxsize=6)
-def _load(path: str, mtime: float) -> Loaded:
-    model, config, _ = checkpoint.load(path)
-    return Loaded(Path(path).stem, model, config, widgets.read_card(Path(path)))
+def _views(name: str, model: vae.VAE) -> Loaded:
+    return Loaded(name, model, *widgets.load(FAMILY, name)[1:])
 
 
 def loaded(name: str) -> Loaded:
-    path = widgets.resolve(FAMILY, name)
-    return _load(str(path), path.stat().st_mtime)
+    """The checkpoint with its derived views (cached with the model, so a changed file starts afresh)."""
+    return _views(name, widgets.load(FAMILY, name)[0])
 
 
 def show(images, nrow: int, scale: int) -> np.ndarray:
@@ -240,47 +238,22 @@ def _train_config(dataset, latent, beta, steps, batch, lr):
                              beta=float(beta), steps=int(steps), batch_size=int(batch), lr=float(lr))
 
 
-def _stream(job, current_checkpoint):
-    """Poll a training job twice a second; send curves and preview only when they change."""
-    drawn_step = -1
-    while True:
-        done = not job.running
-        p = job.progress
-        curves = preview = gr.update()
-        if p is not None and p.step != drawn_step:
-            drawn_step = p.step
-            curves = widgets.curves_figure(p.history, ["loss", "reconstruction", "kl"])
-            if p.preview is not None:
-                preview = show(p.preview, 4, 4)
-        choices = (gr.update(choices=widgets.checkpoint_choices(FAMILY), value=current_checkpoint)
-                   if done else gr.update())
-        yield job.status(), curves, preview, choices
-        if done:
-            return
-        time.sleep(0.5)
-
-
 def train_start(dataset, latent, beta, steps, batch, lr, run_name, current):
     try:
         config = _train_config(dataset, latent, beta, steps, batch, lr)
         job = JOBS.start(FAMILY, (run_name or "").strip(), config)
     except ValueError as e:
         raise gr.Error(str(e), print_exception=False) from None
-    yield from _stream(job, current)
+    yield from stream(job, FAMILY, ["loss", "reconstruction", "kl"], current)
 
 
 def train_resume(run_name, steps, current):
     """Continue a cancelled or finished run of yours with its own settings, up to ``steps``."""
     try:
-        run_name = (run_name or "").strip()
-        path = widgets.USER_CHECKPOINTS / f"{run_name}.safetensors"
-        if not path.exists():
-            raise ValueError(f"No run of yours named {run_name!r} to resume.")
-        config = replace(checkpoint.load(path)[1], steps=int(steps))
-        job = JOBS.start(FAMILY, run_name, config, resume=True)
+        job = JOBS.resume(FAMILY, run_name, steps)
     except ValueError as e:
         raise gr.Error(str(e), print_exception=False) from None
-    yield from _stream(job, current)
+    yield from stream(job, FAMILY, ["loss", "reconstruction", "kl"], current)
 
 
 def train_cancel():
