@@ -38,9 +38,10 @@ def test_select_checkpoint_enables_guidance_for_conditional(ckpt):
 def test_generate_streams_then_keeps_every_step(ckpt):
     updates = list(tab.generate(ckpt, "DDIM", 10, 0.0, "3", 2.0, 5, 4))
     assert len(updates) >= 2
-    xt, x0, status, run, scrubber = updates[-1]
+    xt, x0, status, run, scrubber, branch_from = updates[-1]
     assert xt.ndim == 2 and x0.ndim == 2 and "step 10/10" in status
     assert len(run["xs"]) == 11 and run["labels"] == [3] * 4 and scrubber["maximum"] == 10
+    assert branch_from["maximum"] == 9 and branch_from["value"] == 5
     again = run_of(list(tab.generate(ckpt, "DDIM", 10, 0.0, "3", 2.0, 5, 4)))
     assert np.array_equal(run["xs"][-1], again["xs"][-1])  # same seed, same images
 

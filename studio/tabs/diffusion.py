@@ -115,7 +115,7 @@ def generate(name, sampler, steps, eta, class_name, guidance, seed, n):
                "eta": eta, "labels": labels, "guidance": float(guidance), "sampler": sampler}
         states = diffusion.denoise(model, x_T, ts, g, eta, labels, float(guidance))
         start = last_yield = time.time()
-        yield grid(x_T), None, f"Denoising {n} samples over {len(ts)} steps…", None, gr.update()
+        yield grid(x_T), None, f"Denoising {n} samples over {len(ts)} steps…", None, gr.update(), gr.update()
         for i, (t, x, x0) in enumerate(states):
             run["xs"].append(x.cpu())
             run["x0s"].append(x0.cpu())
@@ -125,7 +125,8 @@ def generate(name, sampler, steps, eta, class_name, guidance, seed, n):
                 status = (f"step {i + 1}/{len(ts)} (t = {t}), {time.time() - start:.1f} s; "
                           f"seed {int(seed)}, {sampler}, η {eta:g}, guidance {float(guidance):g}")
                 yield (grid(x), grid(x0), status, run if done else None,
-                       gr.update(maximum=len(ts), value=len(ts)) if done else gr.update())
+                       gr.update(maximum=len(ts), value=len(ts)) if done else gr.update(),
+                       gr.update(maximum=len(ts) - 1, value=len(ts) // 2) if done else gr.update())
     except ValueError as e:
         raise gr.Error(str(e), print_exception=False) from None
 
@@ -262,9 +263,11 @@ def build(demo: gr.Blocks):
                 which = gr.Radio(["x_t", "x̂₀"], value="x_t", label="GIF of")
                 gif_btn = gr.Button("Export GIF")
             scrub_label = gr.Markdown()
-            gif = gr.File(label="GIF")
-            gr.Markdown("**Branch** from the scrubber's step: same x_t, new randomness or schedule.")
+            gif = gr.File(label="GIF", height=90)
+            gr.Markdown("**Branch**: restart from the state after some step of the run above (same x_t), with "
+                        "new randomness or a new schedule. The original seed and settings reproduce the run.")
             with gr.Row():
+                b_from = gr.Slider(0, 49, value=25, step=1, label="Branch after step")
                 b_seed = gr.Number(value=1, precision=0, label="Branch seed")
                 b_steps = gr.Slider(1, 1000, value=50, step=1, label="Total steps")
                 b_eta = gr.Slider(0.0, 1.0, value=1.0, step=0.05, label="η")
@@ -309,13 +312,13 @@ def build(demo: gr.Blocks):
     for event in (ckpt.change, demo.load):
         event(select_checkpoint, ckpt, [card, class_name, guidance, steps], api_name=False)
     gen = go.click(generate, [ckpt, sampler, steps, eta, class_name, guidance, seed, n],
-                   [xt_img, x0_img, status, run, scrubber], show_progress_on=[status], api_name="generate")
+                   [xt_img, x0_img, status, run, scrubber, b_from], show_progress_on=[status], api_name="generate")
     gen.then(original_final, run, orig_img, api_name=False)
     stop.click(None, None, None, cancels=[gen])
     scrubber.change(scrub, [run, scrubber], [xt_img, x0_img, scrub_label], api_name=False, show_progress="hidden")
     play_btn.click(play, [run, scrubber], scrubber, api_name=False, show_progress="hidden")
     gif_btn.click(export_gif, [run, which], gif, api_name=False)
-    b_go.click(branch, [run, scrubber, b_seed, b_steps, b_eta], [branch_img, b_status], show_progress_on=[b_status],
+    b_go.click(branch, [run, b_from, b_seed, b_steps, b_eta], [branch_img, b_status], show_progress_on=[b_status],
                api_name=False)
     forward_inputs = [f_data, f_index, f_t, f_sched]
     for c in forward_inputs:

@@ -323,7 +323,7 @@ def build(demo: gr.Blocks):
                 method = gr.Radio(["linear", "spherical"], value="linear", label="Path")
                 interp_btn = gr.Button("Interpolate", variant="primary")
             strip = gr.Image(label="A | decoded path | B", format="png", interactive=False, buttons=["download"])
-            gif = gr.File(label="Animated GIF")
+            gif = gr.File(label="Animated GIF", height=90)
             gr.Markdown("**Attribute arithmetic**: move a test image's code along the difference between two "
                         "class-mean codes (e.g. 'thin 1' → '7').")
             with gr.Row():
