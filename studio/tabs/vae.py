@@ -72,7 +72,7 @@ def show(images, nrow: int, scale: int) -> np.ndarray:
     return widgets.mosaic(images, nrow, pad=1 if scale > 1 else 0, scale=scale)
 
 
-def test_image(dataset: str, index) -> torch.Tensor:
+def held_out_image(dataset: str, index) -> torch.Tensor:
     x, _ = data.images(dataset, "test")
     if index is None or not 0 <= int(index) < len(x) or int(index) != index:
         raise ValueError(f"Test image number must be a whole number from 0 to {len(x) - 1}; got {index}.")
@@ -188,7 +188,7 @@ def encode_upload(name: str, file_path):
 def interpolation(name: str, index_a, index_b, steps: int, method: str):
     """Decode the path between two test images' codes; the originals frame the strip."""
     m = loaded(name)
-    a, b = test_image(m.config.dataset, index_a), test_image(m.config.dataset, index_b)
+    a, b = held_out_image(m.config.dataset, index_a), held_out_image(m.config.dataset, index_b)
     mu, _ = vae.encode(m.model, torch.cat([a, b]))
     frames = vae.decode(m.model, vae.interpolate(mu[0], mu[1], int(steps), method))
     strip = show(torch.cat([a, frames, b]), len(frames) + 2, 4)
@@ -205,7 +205,7 @@ def arithmetic(name: str, index, from_class: str, to_class: str, strength: float
     if from_class not in classes or to_class not in classes:
         raise ValueError(f"Choose two classes of {m.config.dataset}.")
     check_range("strength", float(strength), -3.0, 3.0)
-    x = test_image(m.config.dataset, index)
+    x = held_out_image(m.config.dataset, index)
     mu, _ = vae.encode(m.model, x)
     direction = m.class_means[classes.index(to_class)] - m.class_means[classes.index(from_class)]
     s = torch.linspace(0, float(strength), 8)[:, None]
