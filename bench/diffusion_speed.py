@@ -1,6 +1,7 @@
 """Diffusion sampling speed on this CPU: seconds per denoising step at batch 16 for the shipped
 U-Net (plain and with classifier-free guidance, which doubles the batch), and, when the
-`diffusers` package is installed, a diffusers UNet2DModel of about the same size in the same run.
+`diffusers` package is installed (pip install diffusers; not needed by the studio), a diffusers
+UNet2DModel with about as many parameters, timed in the same run. We aim to be no slower.
 
     python bench/diffusion_speed.py
 """
@@ -48,14 +49,18 @@ def main():
     except ImportError:
         print("diffusers not installed: pip install diffusers for the side-by-side figure")
         return
-    peer = UNet2DModel(sample_size=28, in_channels=1, out_channels=1, block_out_channels=config.channels,
-                       layers_per_block=1, down_block_types=("DownBlock2D",) * 3, up_block_types=("UpBlock2D",) * 3,
-                       norm_num_groups=8).eval()
-    peer_params = sum(p.numel() for p in peer.parameters())
-    xp = torch.randn(16, 1, 32, 32)  # diffusers' three stages need a size divisible by 4 twice
+    def peer_of(w):  # diffusers' own DDPM U-Net, three stages (28 -> 14 -> 7) of widths w, 2w, 4w
+        return UNet2DModel(sample_size=28, in_channels=1, out_channels=1, block_out_channels=(w, 2 * w, 4 * w),
+                           layers_per_block=1, down_block_types=("DownBlock2D",) * 3,
+                           up_block_types=("UpBlock2D",) * 3, norm_num_groups=8).eval()
+
+    count = lambda m: sum(p.numel() for p in m.parameters())
+    width = min(range(8, 65, 8), key=lambda w: abs(count(peer_of(w)) - params))  # the same size as ours
+    peer = peer_of(width)
+    peer_params = count(peer)
     with torch.inference_mode():
-        theirs = per_call(lambda: peer(xp, t).sample)
-    print(f"diffusers UNet2DModel ({peer_params / 1e6:.2f} M params, 32×32): {theirs * 1000:6.1f} ms per step; "
+        theirs = per_call(lambda: peer(x, t).sample)
+    print(f"diffusers UNet2DModel ({peer_params / 1e6:.2f} M params): {theirs * 1000:6.1f} ms per step; "
           f"ours / theirs = {ours / theirs:.2f}")
 
 
