@@ -5,30 +5,14 @@ UNet2DModel with about as many parameters, timed in the same run. We aim to be n
 
     python bench/diffusion_speed.py
 """
-import statistics
-import sys
-import time
-from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from timing import ROOT, median_ms  # noqa: E402  (also puts the repository on sys.path)
 
 from models import checkpoint  # noqa: E402
 
 CKPT = ROOT / "assets" / "checkpoints" / "diffusion_mnist_cond.safetensors"
-
-
-def per_call(fn, runs=20, warmup=3) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def main():
@@ -40,8 +24,9 @@ def main():
     y = torch.arange(16) % 10
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; U-Net {config.channels}, {params / 1e6:.2f} M params")
     with torch.inference_mode():
-        ours = per_call(lambda: model(x, t, y))
-        guided = per_call(lambda: model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, torch.full_like(y, 10)])))
+        ours = median_ms(lambda: model(x, t, y), runs=20) / 1000
+        guided = median_ms(lambda: model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, torch.full_like(y, 10)])),
+                           runs=20) / 1000
     print(f"denoising step, batch 16:            {ours * 1000:6.1f} ms  (50-step DDIM ≈ {50 * ours:.1f} s)")
     print(f"denoising step, batch 16 + guidance: {guided * 1000:6.1f} ms")
     try:
@@ -59,7 +44,7 @@ def main():
     peer = peer_of(width)
     peer_params = count(peer)
     with torch.inference_mode():
-        theirs = per_call(lambda: peer(x, t).sample)
+        theirs = median_ms(lambda: peer(x, t).sample, runs=20) / 1000
     print(f"diffusers UNet2DModel ({peer_params / 1e6:.2f} M params): {theirs * 1000:6.1f} ms per step; "
           f"ours / theirs = {ours / theirs:.2f}")
 

@@ -10,31 +10,18 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from timing import median_ms  # noqa: E402  (also puts the repository on sys.path)
 
 from models import FAMILIES, checkpoint, data, vae  # noqa: E402
 from models import train as training  # noqa: E402
 
 SHIPPED = Path(__file__).resolve().parent.parent / "assets" / "checkpoints" / "vae_mnist.safetensors"
-
-
-def median_ms(fn, runs: int, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t) * 1000)
-    return statistics.median(times)
 
 
 def train_speed(steps: int) -> tuple[float, float]:
