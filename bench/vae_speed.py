@@ -55,10 +55,6 @@ def main() -> None:
     one_ms = median_ms(lambda: vae.decode(model, one), runs=200)
     verdict = "ok" if grid_ms < 200 else "SLOW"
     print(f"decode 30×30 latent grid (vae_mnist): {grid_ms:7.1f} ms median of 20   target 30×30 grid < 200 ms: {verdict}")
-    # For comparison: the same 900 codes in batches of 32, which keeps each layer's activations in
-    # cache (one batch of 900 streams ~90 MB per layer through memory).
-    chunked_ms = median_ms(lambda: torch.cat([vae.decode(model, c) for c in grid.split(32)]), runs=20)
-    print(f"  same grid in batches of 32:         {chunked_ms:7.1f} ms median of 20   (comparison only)")
     print(f"decode one image (vae_mnist):         {one_ms:7.2f} ms median of 200")
 
     ips, wall = train_speed(a.steps)
