@@ -58,6 +58,9 @@ class Jobs:
         training.check_name(name)
         if (training.SHIPPED / f"{name}.safetensors").exists():
             raise ValueError(f"{name!r} is a shipped checkpoint; choose another name for your run.")
+        if not resume and (widgets.USER_CHECKPOINTS / f"{name}.safetensors").exists():
+            raise ValueError(f"You already have a run named {name!r}: resume it, or choose another name "
+                             "(a new run would overwrite it).")
         with self._lock:
             if self.current and self.current.running:
                 raise ValueError(f"A training run ({self.current.name}) is already in progress; "

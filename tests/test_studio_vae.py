@@ -196,6 +196,8 @@ def test_training_in_the_page_streams_then_lists_the_checkpoint(user_dir):
     assert "page_run" in [v for _, v in dropdown["choices"]]
     card, *_ = tab.select_checkpoint("page_run")
     assert "nats" in card
+    with pytest.raises(gr.Error, match="already have a run named"):  # never overwrite the user's work
+        list(tab.train_start("mnist", 2, 1.0, 50, 128, 1e-3, "page_run", SHIPPED))
 
 
 def test_cancel_keeps_checkpoint_and_resume_finishes(user_dir):
