@@ -236,8 +236,8 @@ def build(demo: gr.Blocks):
         ckpt = gr.Dropdown(choices, value=default, label="Checkpoint", scale=2, elem_id="diffusion-checkpoint")
         card = gr.Markdown()
     run = gr.State(None)
-    with gr.Tabs():
-        with gr.Tab("Reverse process"):
+    with gr.Column():  # sections, not nested tabs: every view is one scroll away
+        with gr.Accordion("Reverse process", open=True):
             with gr.Row():
                 sampler = gr.Radio(["DDIM", "DDPM"], value="DDIM", label="Sampler (DDPM = all T steps, η = 1)")
                 steps = gr.Slider(1, 1000, value=50, step=1, label="Steps (DDIM)")
@@ -276,7 +276,7 @@ def build(demo: gr.Blocks):
             with gr.Row():
                 orig_img = gr.Image(label="Original run", format="png", interactive=False)
                 branch_img = gr.Image(label="Branch", format="png", interactive=False)
-        with gr.Tab("Forward process"):
+        with gr.Accordion("Forward process", open=True):
             with gr.Row():
                 f_data = gr.Radio(["mnist", "fashion"], value="mnist", label="Dataset")
                 f_index = gr.Number(value=0, precision=0, label="Test image (0–9999)")
@@ -288,7 +288,7 @@ def build(demo: gr.Blocks):
             with gr.Row():
                 f_at = gr.Image(label="x_t at the chosen t", format="png", interactive=False, height=260)
                 f_plot = gr.Image(label="ᾱ_t: linear vs cosine", format="png", interactive=False)
-        with gr.Tab("Train"):
+        with gr.Accordion("Train", open=True):
             gr.Markdown("Train a small DDPM here (U-Net 32-64-128). On 2 CPU cores a step at batch 64 takes about "
                         "0.4 s: 300 steps (2 minutes) give blurry blobs, 3,000 steps (20 minutes) give digits. "
                         "Previews use 50-step DDIM. Cancel keeps the checkpoint; Resume continues it.")

@@ -284,8 +284,8 @@ def build(demo: gr.Blocks):
     with gr.Row():
         ckpt = gr.Dropdown(choices, value=default, label="Checkpoint", scale=2, elem_id="vae-checkpoint")
         card = gr.Markdown(elem_id="vae-card")
-    with gr.Tabs():
-        with gr.Tab("Latent map"):
+    with gr.Column():  # sections, not nested tabs: every view is one scroll away
+        with gr.Accordion("Latent map", open=True):
             note = gr.Markdown()
             with gr.Row():
                 map_img = gr.Image(label=f"Latent map: {MAP_POINTS} test images encoded (μ), coloured by label; click to decode", format="png", interactive=False,
@@ -295,13 +295,13 @@ def build(demo: gr.Blocks):
                                        height=260, buttons=["download"])
                     sliders = [gr.Slider(-SLIDER_RANGE, SLIDER_RANGE, value=0.0, step=0.01, label=f"z{i + 1}",
                                          elem_id=f"vae-z{i + 1}") for i in range(N_SLIDERS)]
-        with gr.Tab("Latent grid"):
+        with gr.Accordion("Latent grid", open=True):
             with gr.Row():
                 grid_n = gr.Slider(1, 64, value=30, step=1, label="Grid size n (n×n images)")
                 grid_r = gr.Slider(0.1, 5.0, value=1.0, step=0.1, label="Range: z in [-r, r]")
                 grid_btn = gr.Button("Decode grid", variant="primary")
             grid_img = gr.Image(label="Latent grid", format="png", interactive=False, buttons=["download"])
-        with gr.Tab("Encode your own"):
+        with gr.Accordion("Encode your own", open=True):
             with gr.Row():
                 with gr.Column():
                     sketch = gr.Sketchpad(label="Draw a digit (or a garment)", type="numpy", canvas_size=(280, 280),
@@ -315,14 +315,15 @@ def build(demo: gr.Blocks):
                     enc_text = gr.Markdown()
                     enc_map = gr.Image(label="Where it lands: μ (red) with 1σ and 2σ ellipses", format="png",
                                        interactive=False)
-        with gr.Tab("Interpolate"):
+        with gr.Accordion("Interpolate", open=True):
             with gr.Row():
                 idx_a = gr.Number(value=0, precision=0, label="Test image A (0–9999)")
                 idx_b = gr.Number(value=1, precision=0, label="Test image B (0–9999)")
                 interp_steps = gr.Slider(2, 32, value=10, step=1, label="Steps")
                 method = gr.Radio(["linear", "spherical"], value="linear", label="Path")
                 interp_btn = gr.Button("Interpolate", variant="primary")
-            strip = gr.Image(label="A | decoded path | B", format="png", interactive=False, buttons=["download"])
+            strip = gr.Image(label="A | decoded path | B", format="png", interactive=False, buttons=["download"],
+                             height=180)
             gif = gr.File(label="Animated GIF", height=90)
             gr.Markdown("**Attribute arithmetic**: move a test image's code along the difference between two "
                         "class-mean codes (e.g. 'thin 1' → '7').")
@@ -333,16 +334,16 @@ def build(demo: gr.Blocks):
                 strength = gr.Slider(-3, 3, value=1.0, step=0.05, label="Strength")
                 arith_btn = gr.Button("Apply")
             arith_img = gr.Image(label="original | strength 0 → s", format="png", interactive=False)
-        with gr.Tab("Samples"):
+        with gr.Accordion("Samples", open=True):
             with gr.Row():
                 seed = gr.Number(value=0, precision=0, label="Seed")
                 n_samples = gr.Slider(1, 100, value=36, step=1, label="Number of samples")
                 scale = gr.Slider(0.0, 3.0, value=1.0, step=0.05, label="Prior scale (temperature)")
                 sample_btn = gr.Button("Sample", variant="primary")
             sample_img = gr.Image(label="Samples from the prior", format="png", interactive=False,
-                                  buttons=["download"])
+                                  buttons=["download"], height=560)
             sample_md = gr.Markdown()
-        with gr.Tab("Train"):
+        with gr.Accordion("Train", open=True):
             gr.Markdown("Train a small VAE here (book architecture). About 1,200 images/s on 2 CPU cores: "
                         "1,000 steps at batch 128 take under 2 minutes. Cancelling keeps the checkpoint at the "
                         "current step; Resume continues it. Finished runs appear in the Checkpoint list.")
@@ -370,7 +371,9 @@ def build(demo: gr.Blocks):
         event(select_checkpoint, ckpt, [card, map_img, note, *sliders], api_name=False) \
             .then(decode_point, [ckpt, *sliders], [decoded, map_img], api_name=False) \
             .then(latent_grid, [ckpt, grid_n, grid_r], grid_img, api_name=False) \
-            .then(class_choices, ckpt, [from_cls, to_cls], api_name=False)
+            .then(class_choices, ckpt, [from_cls, to_cls], api_name=False) \
+            .then(samples, [ckpt, seed, n_samples, scale], [sample_img, sample_md], api_name=False) \
+            .then(interpolation, [ckpt, idx_a, idx_b, interp_steps, method], [strip, gif], api_name=False)
     for i, s in enumerate(sliders):  # the first slider's event is also the API's /decode
         s.change(decode_point, [ckpt, *sliders], [decoded, map_img], api_name="decode" if i == 0 else False,
                  show_progress="hidden")
