@@ -3,6 +3,7 @@ lists and the edge where model errors become messages in the page."""
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import tempfile
 from pathlib import Path
@@ -22,7 +23,17 @@ EXPORTS = Path(tempfile.gettempdir()) / "gdl-studio-exports"
 
 
 def friendly(fn):
-    """Turn the plain ValueErrors raised in models/ into a message shown in the page."""
+    """Turn the plain ValueErrors raised in models/ into a message shown in the page; works for
+    streaming (generator) handlers too, whose errors surface while they are iterated."""
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def streaming(*args, **kwargs):
+            try:
+                yield from fn(*args, **kwargs)
+            except ValueError as e:
+                raise gr.Error(str(e), print_exception=False) from None
+
+        return streaming
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):

@@ -97,38 +97,36 @@ def _controls(config, sampler, steps, eta):
     return int(steps), float(eta)
 
 
+@friendly
 def generate(name, sampler, steps, eta, class_name, guidance, seed, n):
     """Stream the reverse process; keep every state for the scrubber and branching."""
-    try:
-        model, config, _ = loaded(name)
-        n = int(n)
-        if not 1 <= n <= MAX_SAMPLES:
-            raise ValueError(f"Number of samples must be from 1 to {MAX_SAMPLES}; got {n}.")
-        if seed is None or float(seed) != int(seed) or int(seed) < 0:
-            raise ValueError("Seed must be a whole number ≥ 0.")
-        steps, eta = _controls(config, sampler, steps, eta)
-        labels = _labels(config, class_name, n)
-        ts = diffusion.timesteps(config.T, steps)
-        g = seeded(int(seed))
-        x_T = diffusion.initial_noise(n, g)
-        run = {"name": name, "ts": ts, "xs": [x_T], "x0s": [torch.zeros_like(x_T)], "seed": int(seed),
-               "eta": eta, "labels": labels, "guidance": float(guidance), "sampler": sampler}
-        states = diffusion.denoise(model, x_T, ts, g, eta, labels, float(guidance))
-        start = last_yield = time.time()
-        yield grid(x_T), None, f"Denoising {n} samples over {len(ts)} steps…", None, gr.update(), gr.update()
-        for i, (t, x, x0) in enumerate(states):
-            run["xs"].append(x.cpu())
-            run["x0s"].append(x0.cpu())
-            done = i + 1 == len(ts)
-            if done or time.time() - last_yield > PREVIEW_S:
-                last_yield = time.time()
-                status = (f"step {i + 1}/{len(ts)} (t = {t}), {time.time() - start:.1f} s; "
-                          f"seed {int(seed)}, {sampler}, η {eta:g}, guidance {float(guidance):g}")
-                yield (grid(x), grid(x0), status, run if done else None,
-                       gr.update(maximum=len(ts), value=len(ts)) if done else gr.update(),
-                       gr.update(maximum=len(ts) - 1, value=len(ts) // 2) if done else gr.update())
-    except ValueError as e:
-        raise gr.Error(str(e), print_exception=False) from None
+    model, config, _ = loaded(name)
+    n = int(n)
+    if not 1 <= n <= MAX_SAMPLES:
+        raise ValueError(f"Number of samples must be from 1 to {MAX_SAMPLES}; got {n}.")
+    if seed is None or float(seed) != int(seed) or int(seed) < 0:
+        raise ValueError("Seed must be a whole number ≥ 0.")
+    steps, eta = _controls(config, sampler, steps, eta)
+    labels = _labels(config, class_name, n)
+    ts = diffusion.timesteps(config.T, steps)
+    g = seeded(int(seed))
+    x_T = diffusion.initial_noise(n, g)
+    run = {"name": name, "ts": ts, "xs": [x_T], "x0s": [torch.zeros_like(x_T)], "seed": int(seed),
+           "eta": eta, "labels": labels, "guidance": float(guidance), "sampler": sampler}
+    states = diffusion.denoise(model, x_T, ts, g, eta, labels, float(guidance))
+    start = last_yield = time.time()
+    yield grid(x_T), None, f"Denoising {n} samples over {len(ts)} steps…", None, gr.update(), gr.update()
+    for i, (t, x, x0) in enumerate(states):
+        run["xs"].append(x.cpu())
+        run["x0s"].append(x0.cpu())
+        done = i + 1 == len(ts)
+        if done or time.time() - last_yield > PREVIEW_S:
+            last_yield = time.time()
+            status = (f"step {i + 1}/{len(ts)} (t = {t}), {time.time() - start:.1f} s; "
+                      f"seed {int(seed)}, {sampler}, η {eta:g}, guidance {float(guidance):g}")
+            yield (grid(x), grid(x0), status, run if done else None,
+                   gr.update(maximum=len(ts), value=len(ts)) if done else gr.update(),
+                   gr.update(maximum=len(ts) - 1, value=len(ts) // 2) if done else gr.update())
 
 
 def _check_run(run):
@@ -170,33 +168,31 @@ def export_gif(run, which: str):
     return widgets.save_gif([grid(f, scale=3) for f in frames], f"{run['name']}_seed{run['seed']}_{key}.gif", ms=80)
 
 
+@friendly
 def branch(run, k, seed, steps, eta):
     """Re-run from state k with a new seed / η / step count, shown beside the original."""
-    try:
-        _check_run(run)
-        model, config, _ = loaded(run["name"])
-        k = int(k)
-        if not 0 <= k < len(run["ts"]):
-            raise ValueError(f"Branch from a step between 0 and {len(run['ts']) - 1} (the final images have "
-                             "nothing left to denoise).")
-        if seed is None or float(seed) != int(seed) or int(seed) < 0:
-            raise ValueError("Seed must be a whole number ≥ 0.")
-        same_steps = int(steps) == len(run["ts"])
-        states = diffusion.branch(model, run["xs"][k], run["ts"], k, int(seed), None if same_steps else int(steps),
-                                  float(eta), run["labels"], run["guidance"])
-        x = run["xs"][k]
-        last_yield = 0.0
-        for i, (t, x, x0) in enumerate(states):
-            if time.time() - last_yield > PREVIEW_S:
-                last_yield = time.time()
-                yield grid(x0), f"branch: t = {t}…"
-        same = torch.equal(x, run["xs"][-1])
-        yield grid(x), (f"Branched at step {k} (t = {run['ts'][k]}) with seed {int(seed)}, η {float(eta):g}, "
-                        f"{int(steps)} steps in all. " + ("Identical to the original: same seed and settings "
-                                                          "replay the same noise." if same else
-                                                          "Compare with the original on the left."))
-    except ValueError as e:
-        raise gr.Error(str(e), print_exception=False) from None
+    _check_run(run)
+    model, config, _ = loaded(run["name"])
+    k = int(k)
+    if not 0 <= k < len(run["ts"]):
+        raise ValueError(f"Branch from a step between 0 and {len(run['ts']) - 1} (the final images have "
+                         "nothing left to denoise).")
+    if seed is None or float(seed) != int(seed) or int(seed) < 0:
+        raise ValueError("Seed must be a whole number ≥ 0.")
+    same_steps = int(steps) == len(run["ts"])
+    states = diffusion.branch(model, run["xs"][k], run["ts"], k, int(seed), None if same_steps else int(steps),
+                              float(eta), run["labels"], run["guidance"])
+    x = run["xs"][k]
+    last_yield = 0.0
+    for i, (t, x, x0) in enumerate(states):
+        if time.time() - last_yield > PREVIEW_S:
+            last_yield = time.time()
+            yield grid(x0), f"branch: t = {t}…"
+    same = torch.equal(x, run["xs"][-1])
+    yield grid(x), (f"Branched at step {k} (t = {run['ts'][k]}) with seed {int(seed)}, η {float(eta):g}, "
+                    f"{int(steps)} steps in all. " + ("Identical to the original: same seed and settings "
+                                                      "replay the same noise." if same else
+                                                      "Compare with the original on the left."))
 
 
 def original_final(run):
@@ -205,21 +201,17 @@ def original_final(run):
 
 # --- training ---
 
+@friendly
 def train_start(dataset, conditional, schedule, steps, batch, lr, run_name, current):
-    try:
-        config = diffusion.FAMILY.config("cpu", dataset=dataset, conditional=bool(conditional), schedule=schedule,
-                                         steps=int(steps), batch_size=int(batch), lr=float(lr))
-        job = JOBS.start(FAMILY, (run_name or "").strip(), config)
-    except ValueError as e:
-        raise gr.Error(str(e), print_exception=False) from None
+    config = diffusion.FAMILY.config("cpu", dataset=dataset, conditional=bool(conditional), schedule=schedule,
+                                     steps=int(steps), batch_size=int(batch), lr=float(lr))
+    job = JOBS.start(FAMILY, (run_name or "").strip(), config)
     yield from stream(job, FAMILY, ["loss"], current)
 
 
+@friendly
 def train_resume(run_name, steps, current):
-    try:
-        job = JOBS.resume(FAMILY, run_name, steps)
-    except ValueError as e:
-        raise gr.Error(str(e), print_exception=False) from None
+    job = JOBS.resume(FAMILY, run_name, steps)
     yield from stream(job, FAMILY, ["loss"], current)
 
 
@@ -227,7 +219,8 @@ def train_resume(run_name, steps, current):
 
 def build(demo: gr.Blocks):
     choices = widgets.checkpoint_choices(FAMILY)
-    default = choices[0][1] if choices else None
+    names = [v for _, v in choices]
+    default = "diffusion_mnist_cond" if "diffusion_mnist_cond" in names else (names[0] if names else None)
     gr.Markdown("Diffusion learns to undo noise. The forward process blends an image with Gaussian noise, "
                 "x_t = √ᾱ_t·x₀ + √(1−ᾱ_t)·ε; a U-Net learns to predict ε, and sampling walks back from pure noise. "
                 "DDIM takes fewer, larger steps (η = 0 is deterministic); classifier-free guidance pushes "

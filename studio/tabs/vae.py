@@ -238,21 +238,17 @@ def _train_config(dataset, latent, beta, steps, batch, lr):
                              beta=float(beta), steps=int(steps), batch_size=int(batch), lr=float(lr))
 
 
+@friendly
 def train_start(dataset, latent, beta, steps, batch, lr, run_name, current):
-    try:
-        config = _train_config(dataset, latent, beta, steps, batch, lr)
-        job = JOBS.start(FAMILY, (run_name or "").strip(), config)
-    except ValueError as e:
-        raise gr.Error(str(e), print_exception=False) from None
+    config = _train_config(dataset, latent, beta, steps, batch, lr)
+    job = JOBS.start(FAMILY, (run_name or "").strip(), config)
     yield from stream(job, FAMILY, ["loss", "reconstruction", "kl"], current)
 
 
+@friendly
 def train_resume(run_name, steps, current):
     """Continue a cancelled or finished run of yours with its own settings, up to ``steps``."""
-    try:
-        job = JOBS.resume(FAMILY, run_name, steps)
-    except ValueError as e:
-        raise gr.Error(str(e), print_exception=False) from None
+    job = JOBS.resume(FAMILY, run_name, steps)
     yield from stream(job, FAMILY, ["loss", "reconstruction", "kl"], current)
 
 
