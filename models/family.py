@@ -10,7 +10,21 @@ A family is one file in ``models/`` that exposes a :class:`Family` record:
 * ``sample(model, n, generator=..., **controls)``, a **generator** that yields progressively
   better results (a VAE decodes once, a diffusion model yields every few steps); :func:`last`
   drains it;
-* ``evaluate(model, images, labels) -> dict`` of held-out metrics written to the checkpoint card.
+* ``evaluate(model, *test_tensors) -> dict`` of held-out metrics written to the checkpoint card.
+
+Image families need nothing more. Other families plug in through optional hooks:
+
+* ``data(config, split) -> (tensors, info)``: the training examples as tensors sharing dim 0
+  (token windows, piano rolls, 2-D points) and a dict for the card (``title``, plus anything else
+  worth recording). The default reads ``config.dataset`` from :mod:`models.data` (images, labels).
+* ``optimizers(model, config) -> {name: Optimizer}``: for families that step several networks
+  themselves (a GAN's D and G). Then ``train_step(model, batch, config, optimizers)`` does its own
+  backward passes and steps, and returns detached metrics; the loop still saves and resumes every
+  optimizer and stops on non-finite values.
+* ``preview(model, generator)``: what training shows every few hundred steps (default: 16 images
+  drawn with ``score_kwargs``); text families return a string.
+* ``kind``: ``"image"`` families get classifier scores on their cards and the image contract tests;
+  ``unit`` names what the training speed counts (images/s, sequences/s).
 
 Randomness is always an argument (``generator: torch.Generator``) so the same seed and controls
 give the same output, bit for bit, on CPU.
@@ -38,6 +52,20 @@ class Family:
     evaluate: Callable[[nn.Module, torch.Tensor, torch.Tensor], dict] | None = None
     presets: dict = field(default_factory=dict)  # name -> dict of overrides
     score_kwargs: dict = field(default_factory=dict)  # sampler controls for the card's sample scores
+    data: Callable[[Any, str], tuple[tuple, dict]] | None = None  # default: image dataset config.dataset
+    optimizers: Callable[[nn.Module, Any], dict] | None = None  # default: one Adam(lr=config.lr) on "loss"
+    preview: Callable[[nn.Module, torch.Generator], Any] | None = None  # default: 16 images
+    kind: str = "image"  # "image" families are scored by the project's classifier
+    unit: str = "images"  # what one training example is, for speeds
+
+    def examples(self, config, split: str) -> tuple[tuple, dict]:
+        """The training (or held-out) examples for ``config`` and what the card says about them."""
+        if self.data is not None:
+            return self.data(config, split)
+        from models import data
+
+        return data.images(config.dataset, split), {"title": data.DATASETS[config.dataset]["title"],
+                                                     "dataset": config.dataset}
 
     def config(self, preset: str = "book", **overrides) -> Any:
         """A config from a named preset plus overrides, validated."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shlex
 import sys
 import threading
@@ -24,7 +25,7 @@ from typing import Callable
 
 import torch
 
-from models import checkpoint, data
+from models import checkpoint
 from models.family import Family, default_device, hardware_name, last, seeded
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,8 +43,8 @@ class Progress:
     total: int
     metrics: dict  # mean of each train_step output since the last report
     elapsed: float  # seconds of training in this process
-    images_per_s: float
-    preview: torch.Tensor | None = None  # (16, C, H, W) samples from a fixed seed, when due
+    images_per_s: float  # training examples per second (the family's unit: images, sequences…)
+    preview: object = None  # the family's fixed-seed preview when due: (16, C, H, W) images, or text
     history: list = field(default_factory=list)  # every report so far, for curves
 
 
@@ -61,25 +62,35 @@ def paths(name: str, out: Path) -> tuple[Path, Path, Path]:
     return out / f"{name}.safetensors", STATE / f"{name}.optim.safetensors", STATE / f"{name}.history.json"
 
 
-def _optim_state(opt: torch.optim.Optimizer) -> tuple[dict, list]:
-    """Flatten an optimizer state dict into tensors plus JSON for safetensors."""
-    sd = opt.state_dict()
-    tensors, scalars = {}, {}
-    for pid, st in sd["state"].items():
-        for k, v in st.items():
-            if torch.is_tensor(v):
-                tensors[f"{pid}.{k}"] = v
-            else:
-                scalars[f"{pid}.{k}"] = v
-    return tensors, [sd["param_groups"], scalars]
+def _optim_state(opts: dict) -> tuple[dict, dict]:
+    """Flatten optimizer state dicts into tensors plus JSON for safetensors (keys ``name:param.key``)."""
+    tensors, rest = {}, {}
+    for name, opt in opts.items():
+        sd = opt.state_dict()
+        scalars = {}
+        for pid, st in sd["state"].items():
+            for k, v in st.items():
+                if torch.is_tensor(v):
+                    tensors[f"{name}:{pid}.{k}"] = v
+                else:
+                    scalars[f"{pid}.{k}"] = v
+        rest[name] = [sd["param_groups"], scalars]
+    return tensors, rest
 
 
-def _load_optim_state(opt: torch.optim.Optimizer, tensors: dict, groups, scalars) -> None:
-    state: dict = {}
-    for key, v in list(tensors.items()) + list(scalars.items()):
-        pid, k = key.split(".", 1)
-        state.setdefault(int(pid), {})[k] = v
-    opt.load_state_dict({"state": state, "param_groups": groups})
+def _load_optim_state(opts: dict, tensors: dict, meta: dict) -> None:
+    if "optimizer" in meta:  # files written before optimizers had names: one Adam
+        meta = {"optimizers": {"adam": meta["optimizer"]}}
+        tensors = {f"adam:{k}": v for k, v in tensors.items()}
+    meta = meta["optimizers"]
+    for name, opt in opts.items():
+        groups, scalars = meta[name]
+        state: dict = {}
+        own = {k.split(":", 1)[1]: v for k, v in tensors.items() if k.split(":", 1)[0] == name}
+        for key, v in list(own.items()) + list(scalars.items()):
+            pid, k = key.split(".", 1)
+            state.setdefault(int(pid), {})[k] = v
+        opt.load_state_dict({"state": state, "param_groups": groups})
 
 
 def check_name(name: str) -> None:
@@ -87,9 +98,12 @@ def check_name(name: str) -> None:
         raise ValueError(f"Checkpoint name must be letters, digits, '_' or '-'; got {name!r}.")
 
 
-def image_preview(family: Family, model, n: int = 16):
-    """Samples from a fixed seed, drawn the way cards are scored (fast settings for slow samplers)."""
-    return last(family.sample(model, n, generator=seeded(PREVIEW_SEED), **family.score_kwargs))
+def preview(family: Family, model):
+    """What training shows from a fixed seed: the family's own preview, or 16 samples drawn the way
+    cards are scored (fast settings for slow samplers)."""
+    if family.preview is not None:
+        return family.preview(model, seeded(PREVIEW_SEED))
+    return last(family.sample(model, 16, generator=seeded(PREVIEW_SEED), **family.score_kwargs))
 
 
 def train(family: Family, config, *, name: str, out: Path = RUNS / "checkpoints", resume: bool = False,
@@ -104,7 +118,8 @@ def train(family: Family, config, *, name: str, out: Path = RUNS / "checkpoints"
     start, history, wall_before = 0, [], 0.0
     torch.manual_seed(seed)  # initial weights and the families' training noise: same seed, same run
     model = family.build(config).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+    opts = (family.optimizers(model, config) if family.optimizers
+            else {"adam": torch.optim.Adam(model.parameters(), lr=config.lr)})
     if resume:
         if not weights.exists():
             raise ValueError(f"Nothing to resume: no checkpoint named {name!r} in {out}.")
@@ -115,22 +130,23 @@ def train(family: Family, config, *, name: str, out: Path = RUNS / "checkpoints"
         start, wall_before = meta.get("step", 0), meta.get("wall_time_s", 0.0)
         if optim_path.exists():
             tensors, ometa = checkpoint.load_tensors(optim_path)
-            _load_optim_state(opt, {k: v.to(device) for k, v in tensors.items()}, *ometa["optimizer"])
+            _load_optim_state(opts, {k: v.to(device) for k, v in tensors.items()}, ometa)
         if history_path.exists():
             history = [h for h in json.loads(history_path.read_text()) if h["step"] <= start]
         if start >= config.steps:
             raise ValueError(f"{name} already has {start} steps; raise steps above that to train further.")
 
-    x, y = data.images(config.dataset, "train")
-    x, y = x.to(device), y.to(device)
-    per_epoch = max(1, len(x) // config.batch_size)
+    tensors, _ = family.examples(config, "train")
+    tensors = tuple(t.to(device) for t in tensors)
+    n_examples = len(tensors[0])
+    per_epoch = max(1, n_examples // config.batch_size)
     extra = {"step": 0, "wall_time_s": 0.0}
 
     def save(step: int, wall: float) -> Path:
         extra.update(step=step, wall_time_s=round(wall, 1))
         checkpoint.save(weights, model, family.name, config, step=step, wall_time_s=round(wall, 1))
-        tensors, rest = _optim_state(opt)
-        checkpoint.save_tensors(optim_path, tensors, optimizer=rest)
+        state, rest = _optim_state(opts)
+        checkpoint.save_tensors(optim_path, state, optimizers=rest)
         checkpoint.write_json(history_path, history)
         return weights
 
@@ -147,35 +163,40 @@ def train(family: Family, config, *, name: str, out: Path = RUNS / "checkpoints"
             return Result("cancelled", step, path, f"Cancelled at step {step}; checkpoint saved.", history=history)
         epoch, i = divmod(step, per_epoch)
         if epoch != perm_epoch:
-            perm = torch.randperm(len(x), generator=seeded(seed + epoch)).to(device)
+            perm = torch.randperm(n_examples, generator=seeded(seed + epoch)).to(device)
             perm_epoch = epoch
         idx = perm[i * config.batch_size:(i + 1) * config.batch_size]
-        losses = family.train_step(model, (x[idx], y[idx]), config)
-        loss = losses["loss"]
-        if not torch.isfinite(loss):
+        batch = tuple(t[idx] for t in tensors)
+        if family.optimizers:
+            losses = family.train_step(model, batch, config, opts)
+        else:
+            losses = family.train_step(model, batch, config)
+        bad = [k for k, v in losses.items() if not math.isfinite(float(v))]
+        if bad:
             kept = f"the last good checkpoint (step {extra['step'] or start}) is kept" if last_good else "no checkpoint was written"
             return Result("diverged", step, last_good,
-                          f"Loss became {loss.item()} at step {step + 1}; training stopped and {kept}. "
+                          f"{bad[0]} became {float(losses[bad[0]])} at step {step + 1}; training stopped and {kept}. "
                           "Try a lower learning rate.", history=history)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        if not family.optimizers:
+            opts["adam"].zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            opts["adam"].step()
         step += 1
         count += 1
         seen += len(idx)
         for k, v in losses.items():
-            sums[k] = sums.get(k, 0.0) + v.item()
+            sums[k] = sums.get(k, 0.0) + float(v)
         if step % log_every == 0 or step == config.steps:
             elapsed = time.time() - t0
             metrics = {k: v / count for k, v in sums.items()}
             history.append({"step": step, **metrics})
-            preview = None
+            shown = None
             if preview_every and (step % preview_every == 0 or step in (log_every, config.steps)):
-                preview = image_preview(family, model)
+                shown = preview(family, model)
                 model.train()
             if on_progress:
                 on_progress(Progress(step, config.steps, metrics, wall_before + elapsed,
-                                     seen / max(elapsed, 1e-9), preview, history))
+                                     seen / max(elapsed, 1e-9), shown, history))
             sums, count = {}, 0
         if step % checkpoint_every == 0:
             last_good = save(step, wall_before + time.time() - t0)
@@ -192,25 +213,26 @@ def make_card(family: Family, model, config, *, name, steps, wall, device, comma
     """Held-out metrics and provenance for a finished checkpoint."""
     model.eval()
     metrics = {}
-    xt, yt = data.images(config.dataset, "test")
+    train_tensors, info = family.examples(config, "train")
+    test_tensors, _ = family.examples(config, "test")
     if family.evaluate:
-        metrics.update(family.evaluate(model, xt, yt))
-    if score_samples:
+        metrics.update(family.evaluate(model, *test_tensors))
+    if score_samples and family.kind == "image":
         from models import evaluate
 
         samples = last(family.sample(model, score_samples, generator=seeded(seed), **family.score_kwargs))
         metrics["sample_scores"] = evaluate.score(samples, config.dataset)
         if family.score_kwargs:
             metrics["sample_scores"]["sampler"] = family.score_kwargs
+    n_train = len(train_tensors[0])
     return {
         "name": name,
         "family": family.name,
         "title": family.title,
-        "data": {"dataset": config.dataset, "title": data.DATASETS[config.dataset]["title"],
-                 "train_images": len(data.images(config.dataset, "train")[0]), "test_images": len(xt)},
+        "data": {**info, f"train_{family.unit}": n_train, f"test_{family.unit}": len(test_tensors[0])},
         "config": asdict(config),
         "steps": steps,
-        "epochs": round(steps * config.batch_size / len(data.images(config.dataset, "train")[0]), 2),
+        "epochs": round(steps * config.batch_size / n_train, 2),
         "wall_time_s": round(wall, 1),
         "hardware": hardware_name(device),
         "metrics": metrics,
@@ -252,7 +274,7 @@ def main(argv=None) -> None:
 
     def show(pr: Progress):
         ms = " ".join(f"{k} {v:.3f}" for k, v in pr.metrics.items())
-        print(f"step {pr.step}/{pr.total} {ms} ({pr.images_per_s:.0f} img/s, {pr.elapsed:.0f} s)", flush=True)
+        print(f"step {pr.step}/{pr.total} {ms} ({pr.images_per_s:.0f} {fam.unit}/s, {pr.elapsed:.0f} s)", flush=True)
 
     command = "python -m models.train " + " ".join(shlex.quote(s) for s in argv if s != "--resume")
     result = train(fam, config, name=name, out=a.out, resume=a.resume, on_progress=show,

@@ -44,7 +44,7 @@ class Job:
             return f"**{self.name}**: starting…"
         ms = ", ".join(f"{k} {v:.2f}" for k, v in p.metrics.items())
         return (f"**{self.name}**: step {p.step}/{p.total} ({p.step / p.total:.0%}), {ms}; "
-                f"{p.images_per_s:.0f} images/s, {p.elapsed:.0f} s")
+                f"{p.images_per_s:.0f} {FAMILIES[self.family].unit}/s, {p.elapsed:.0f} s")
 
 
 class Jobs:
@@ -106,10 +106,12 @@ class Jobs:
 JOBS = Jobs()
 
 
-def stream(job: Job, family: str, keys: list[str], current_checkpoint):
+def stream(job: Job, family: str, keys: list[str], current_checkpoint, render=None):
     """Poll a training job twice a second for a generator handler: yields (status, curves, preview,
     checkpoint dropdown). Curves and preview are sent only when they change; at the end the
-    dropdown is refreshed so the new checkpoint can be picked."""
+    dropdown is refreshed so the new checkpoint can be picked. ``render`` turns the family's preview
+    into what the preview component shows (default: a 4×4 mosaic of images)."""
+    render = render or (lambda images: widgets.mosaic(images, 4, pad=1, scale=4))
     drawn_step = -1
     while True:
         done = not job.running
@@ -119,7 +121,7 @@ def stream(job: Job, family: str, keys: list[str], current_checkpoint):
             drawn_step = p.step
             curves = widgets.curves_figure(p.history, keys)
             if p.preview is not None:
-                preview = widgets.mosaic(p.preview, 4, pad=1, scale=4)
+                preview = render(p.preview)
         choices = (gr.update(choices=widgets.checkpoint_choices(family), value=current_checkpoint)
                    if done else gr.update())
         yield job.status(), curves, preview, choices

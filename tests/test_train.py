@@ -136,7 +136,7 @@ def test_resume_continues_to_the_full_step_count(tmp_path, state_in_tmp):
     assert checkpoint.load(result.path)[2]["step"] == 10
     assert result.card["steps"] == 10
     optim, _ = checkpoint.load_tensors(state_in_tmp / "run.optim.safetensors")
-    assert optim["0.step"].item() == 10  # Adam's state was carried over, not restarted at step 4
+    assert optim["adam:0.step"].item() == 10  # Adam's state was carried over, not restarted at step 4
 
 
 def test_resume_can_raise_steps(tmp_path):
