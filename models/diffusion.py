@@ -196,6 +196,36 @@ def timesteps(T: int, steps: int) -> list[int]:
 
 
 @torch.no_grad()
+def reverse(eps_fn, alpha_bar: torch.Tensor, x_t, ts: list[int], generator=None, eta: float = 1.0,
+            clip: float | None = 1.0):
+    """The reverse process for any noise predictor ``eps_fn(x, t) -> ε`` (pixels or latents): DDIM
+    steps over the decreasing timesteps ``ts``, with σ scaled by η. Yields ``(t, x_t, x̂_0)`` after
+    each step. ``clip`` bounds x̂_0 (pixels live in [-1, 1]; latents are left unclipped)."""
+    check_range("η", eta, 0.0, 1.0)
+    x = x_t
+    device = x.device
+    for i, t in enumerate(ts):
+        eps = eps_fn(x, torch.full((len(x),), t, device=device, dtype=torch.long))
+        ab = alpha_bar[t]
+        x0 = (x - (1 - ab).sqrt() * eps) / ab.sqrt()
+        if clip is not None:
+            x0 = x0.clamp(-clip, clip)
+            eps = (x - ab.sqrt() * x0) / (1 - ab).sqrt()  # keep ε consistent with the clipped x̂_0
+        s = ts[i + 1] if i + 1 < len(ts) else -1
+        ab_s = alpha_bar[s] if s >= 0 else torch.ones((), device=device)
+        sigma = eta * ((1 - ab_s) / (1 - ab) * (1 - ab / ab_s)).clamp(min=0).sqrt()
+        x = ab_s.sqrt() * x0 + (1 - ab_s - sigma ** 2).clamp(min=0).sqrt() * eps
+        if s >= 0 and eta > 0:
+            x = x + sigma * torch.randn(x.shape, generator=generator, device=generator.device if generator else "cpu").to(device)
+        yield t, x, x0
+
+
+def guided(eps_c, eps_u, guidance: float):
+    """Classifier-free guidance: ε_u + w (ε_c − ε_u)."""
+    return eps_u + guidance * (eps_c - eps_u)
+
+
+@torch.no_grad()
 def denoise(model: UNet, x_t, ts: list[int], generator=None, eta: float = 1.0, labels=None, guidance: float = 0.0):
     """Run the reverse process over the decreasing timesteps ``ts`` starting from ``x_t``; yields
     ``(t, x_t, x̂_0)`` after each step, all in model space [-1, 1]. Every state is kept by the caller,
@@ -206,8 +236,7 @@ def denoise(model: UNet, x_t, ts: list[int], generator=None, eta: float = 1.0, l
         raise ValueError("Guidance needs a class-conditional checkpoint.")
     model.eval()
     device = device_of(model)
-    x = x_t.to(device)
-    b = len(x)
+    b = len(x_t)
     y = None
     if labels is not None and not model.conditional:
         raise ValueError("Class labels need a class-conditional checkpoint.")
@@ -218,23 +247,14 @@ def denoise(model: UNet, x_t, ts: list[int], generator=None, eta: float = 1.0, l
             if len(y) != b or y.min() < 0 or y.max() >= CLASSES:
                 raise ValueError(f"Give one class label from 0 to {CLASSES - 1} per sample ({b}); got {labels!r}.")
             y = y.to(device)
-    for i, t in enumerate(ts):
-        tt = torch.full((b,), t, device=device, dtype=torch.long)
+
+    def eps_fn(x, tt):
         if model.conditional and guidance != 1.0 and labels is not None:
             eps_c, eps_u = model(torch.cat([x, x]), torch.cat([tt, tt]), torch.cat([y, torch.full_like(y, CLASSES)])).chunk(2)
-            eps = eps_u + guidance * (eps_c - eps_u)
-        else:
-            eps = model(x, tt, y)
-        ab = model.alpha_bar[t]
-        x0 = ((x - (1 - ab).sqrt() * eps) / ab.sqrt()).clamp(-1, 1)
-        eps = (x - ab.sqrt() * x0) / (1 - ab).sqrt()  # keep ε consistent with the clipped x̂_0
-        s = ts[i + 1] if i + 1 < len(ts) else -1
-        ab_s = model.alpha_bar[s] if s >= 0 else torch.ones((), device=device)
-        sigma = eta * ((1 - ab_s) / (1 - ab) * (1 - ab / ab_s)).clamp(min=0).sqrt()
-        x = ab_s.sqrt() * x0 + (1 - ab_s - sigma ** 2).clamp(min=0).sqrt() * eps
-        if s >= 0 and eta > 0:
-            x = x + sigma * torch.randn(x.shape, generator=generator, device=generator.device if generator else "cpu").to(device)
-        yield t, x, x0
+            return guided(eps_c, eps_u, guidance)
+        return model(x, tt, y)
+
+    yield from reverse(eps_fn, model.alpha_bar, x_t.to(device), ts, generator, eta)
 
 
 def initial_noise(n: int, generator: torch.Generator | None = None) -> torch.Tensor:

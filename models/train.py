@@ -171,11 +171,12 @@ def train(family: Family, config, *, name: str, out: Path = RUNS / "checkpoints"
             losses = family.train_step(model, batch, config, opts)
         else:
             losses = family.train_step(model, batch, config)
-        bad = [k for k, v in losses.items() if not math.isfinite(float(v))]
+        values = {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in losses.items()}
+        bad = [k for k, v in values.items() if not math.isfinite(v)]
         if bad:
             kept = f"the last good checkpoint (step {extra['step'] or start}) is kept" if last_good else "no checkpoint was written"
             return Result("diverged", step, last_good,
-                          f"{bad[0]} became {float(losses[bad[0]])} at step {step + 1}; training stopped and {kept}. "
+                          f"{bad[0]} became {values[bad[0]]} at step {step + 1}; training stopped and {kept}. "
                           "Try a lower learning rate.", history=history)
         if not family.optimizers:
             opts["adam"].zero_grad(set_to_none=True)
@@ -184,8 +185,8 @@ def train(family: Family, config, *, name: str, out: Path = RUNS / "checkpoints"
         step += 1
         count += 1
         seen += len(idx)
-        for k, v in losses.items():
-            sums[k] = sums.get(k, 0.0) + float(v)
+        for k, v in values.items():
+            sums[k] = sums.get(k, 0.0) + v
         if step % log_every == 0 or step == config.steps:
             elapsed = time.time() - t0
             metrics = {k: v / count for k, v in sums.items()}

@@ -1,0 +1,162 @@
+"""Latent text-to-image diffusion: prompts and their refusals, captions made from measured
+attributes, the two training stages, cross-attention maps, and the shipped checkpoint following
+prompts (an untrained one does not)."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from models import checkpoint, evaluate
+from models import latent_diffusion as ldm
+from models.data import load_uint8
+from models.family import last, seeded
+
+FAM = ldm.FAMILY
+SHIPPED = Path(__file__).resolve().parent.parent / "assets" / "checkpoints" / "ldm_mnist.safetensors"
+
+
+@pytest.fixture
+def tiny():
+    """A tiny untrained model whose output layer is not zero (as it is at initialisation), so the
+    prompt reaches the sample."""
+    torch.manual_seed(0)
+    model = FAM.build(FAM.config("tiny")).eval()
+    torch.nn.init.normal_(model.denoiser.out[-1].weight, std=0.3)
+    return model
+
+
+def words(ids, dataset="mnist"):
+    vocab = ldm.vocabulary(dataset)
+    return [vocab[i] for i in ids]
+
+
+def test_prompts_are_tokenised_with_aliases_and_digits():
+    assert words(ldm.tokenize("A thick 7", "mnist")) == ["a", "thick", "seven"]
+    assert words(ldm.tokenize("an italic, bold two!", "mnist")) == ["a", "slanted", "thick", "two"]
+    assert words(ldm.tokenize("the pale T-shirt", "fashion"), "fashion") == ["a", "bright", "tshirt"]
+    assert words(ldm.tokenize("a shoe", "fashion"), "fashion") == ["a", "shoe"]
+
+
+@pytest.mark.parametrize("prompt, message", [
+    ("", "Write a prompt"),
+    ("   ,.!", "Write a prompt"),
+    ("a banana", "Unknown word.*'banana'.*it knows: .*thick"),
+    ("a shoe", "Unknown word.*'shoe'.*mnist"),  # a Fashion word for a digits checkpoint
+    ("a thick thick thick thick thick seven", "at most 6 words"),
+])
+def test_bad_prompts_are_refused_clearly(prompt, message):
+    with pytest.raises(ValueError, match=message):
+        ldm.tokenize(prompt, "mnist")
+
+
+def test_attributes_measure_what_their_words_say():
+    """Within every class, "thick" digits carry more ink than "thin" ones and "slanted" ones lean
+    more than "upright" ones; "dark" clothes are darker than "bright" ones; a third get each word."""
+    x, y = load_uint8("mnist", "test")
+    x = x / 255.0
+    codes = ldm.attributes(x, y, "mnist")
+    assert codes.shape == (len(x), 2)
+    assert 0.3 < (codes[:, 0] == 1).mean() < 0.37
+    ink = x.reshape(len(x), -1).sum(1)
+    for c in range(10):
+        m = y == c
+        assert ink[m & (codes[:, 0] == 1)].mean() > 1.2 * ink[m & (codes[:, 0] == 2)].mean()
+    # slant: the ink's horizontal centre moves between the top and bottom halves of slanted digits
+    top, bottom = x[:, :14].sum(1), x[:, 14:].sum(1)
+    cols = np.arange(28)
+    shift = np.abs((top * cols).sum(1) / (top.sum(1) + 1e-6) - (bottom * cols).sum(1) / (bottom.sum(1) + 1e-6))
+    assert shift[codes[:, 1] == 1].mean() > 2 * shift[codes[:, 1] == 2].mean()
+    fx, fy = load_uint8("fashion", "test")
+    fx = fx[:2000] / 255.0
+    fcodes = ldm.attributes(fx, fy[:2000], "fashion")
+    mean = (fx * (fx > 0.1)).sum((1, 2)) / (fx > 0.1).sum((1, 2))
+    assert mean[fcodes[:, 0] == 1].mean() < mean[fcodes[:, 0] == 2].mean()
+
+
+def test_captions_follow_their_probabilities():
+    labels, attrs = torch.tensor([7, 7, 2]), torch.tensor([[1, 2], [0, 1], [2, 0]])
+    g = seeded(0)
+    full = [words(row[row > 0].tolist()) for row in ldm.captions(labels, attrs, "mnist", 1.0, 0.0, g)]
+    assert sorted(full[0]) == sorted(["a", "thick", "upright", "seven"]) and full[0][0] == "a"
+    assert sorted(full[1]) == ["a", "seven", "slanted"] and sorted(full[2]) == ["a", "thin", "two"]
+    bare = ldm.captions(labels, attrs, "mnist", 0.0, 0.0, g)
+    assert [words(r[r > 0].tolist()) for r in bare] == [["a", "seven"], ["a", "seven"], ["a", "two"]]
+    empty = ldm.captions(labels, attrs, "mnist", 1.0, 1.0, g)
+    assert all(words(r[r > 0].tolist()) == [ldm.EMPTY] for r in empty)
+    shoes = ldm.captions(torch.tensor([5, 7, 9] * 50), torch.zeros(150, 2, dtype=torch.long), "fashion", 1.0, 0.0, g)
+    nouns = {words(r[r > 0].tolist(), "fashion")[-1] for r in shoes}
+    assert nouns == {"sandal", "sneaker", "boot", "shoe"}
+
+
+def test_training_has_two_stages(tiny):
+    """With ae_steps = 1 the first step trains the autoencoder (and measures the latents' spread),
+    the next ones the denoiser and text encoder on frozen latents."""
+    config = FAM.config("tiny")
+    tiny.train()
+    (x, y, a), _ = FAM.examples(config, "train")
+    batch = (x[:8], y[:8], a[:8])
+    first = FAM.train_step(tiny, batch, config)
+    assert "reconstruction" in first and tiny.latent_std.item() != 1.0
+    first["loss"].backward()
+    assert tiny.ae.encoder[0].weight.grad is not None and tiny.denoiser.inp.weight.grad is None
+    tiny.zero_grad(set_to_none=True)
+    second = FAM.train_step(tiny, batch, config)
+    assert "reconstruction" not in second
+    second["loss"].backward()
+    assert tiny.ae.encoder[0].weight.grad is None
+    assert tiny.denoiser.inp.weight.grad is not None and tiny.text.embed.weight.grad is not None
+
+
+def test_cross_attention_maps_are_distributions_over_the_prompt(tiny):
+    """Each latent position's attention over the prompt's real tokens sums to 1; padding gets none."""
+    frames = list(ldm.generate(tiny, 2, seeded(0), prompt="a thin seven", steps=5, keep_attention=True))
+    assert len(frames) == 5 and [f.step for f in frames] == [1, 2, 3, 4, 5]
+    att = frames[-1].attention
+    assert att.shape == (2, ldm.MAX_TOKENS, 7, 7)
+    assert torch.allclose(att[:, :3].sum(1), torch.ones(2, 7, 7), atol=1e-5)
+    assert att[:, 3:].abs().max() == 0
+    assert frames[-1].z.shape == (2, 2, 7, 7)
+
+
+def test_prompt_changes_the_sample_and_a_seed_repeats_it(tiny):
+    a = last(FAM.sample(tiny, 2, seeded(0), prompt="a thick seven", steps=5))
+    b = last(FAM.sample(tiny, 2, seeded(0), prompt="a thick seven", steps=5))
+    c = last(FAM.sample(tiny, 2, seeded(0), prompt="a thin two", steps=5))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    per_sample = last(FAM.sample(tiny, 2, seeded(0), prompt=["a thick seven", "a thin two"], steps=5))
+    assert per_sample.shape == (2, 1, 28, 28)
+
+
+def test_bad_sampler_input_is_refused(tiny):
+    with pytest.raises(ValueError, match="one per sample"):
+        last(FAM.sample(tiny, 3, seeded(0), prompt=["a one", "a two"]))
+    with pytest.raises(ValueError, match="guidance"):
+        last(FAM.sample(tiny, 2, seeded(0), prompt="a one", guidance=-1.0))
+    with pytest.raises(ValueError, match="steps"):
+        last(FAM.sample(tiny, 2, seeded(0), prompt="a one", steps=tiny.T + 1))
+    with pytest.raises(ValueError, match="Unknown word"):
+        last(FAM.sample(tiny, 2, seeded(0), prompt="a dog"))
+
+
+@pytest.mark.skipif(not SHIPPED.exists(), reason="the shipped latent-diffusion checkpoint is not in this checkout")
+def test_shipped_checkpoint_follows_prompts():
+    """"a <digit>" samples are recognised as that digit by the project's classifier, and "thick"
+    samples carry more ink than "thin" ones; an untrained model of the same shape fails."""
+    model, config, _ = checkpoint.load(SHIPPED)
+    nouns = [n[0] for n in ldm.VOCABULARY["mnist"]["nouns"]]
+    labels = torch.arange(10).repeat(4)
+    classifier = evaluate.load_classifier("mnist")
+
+    def follows(m):
+        x = last(FAM.sample(m, len(labels), seeded(0), prompt=[f"a {nouns[i]}" for i in labels], steps=30))
+        accuracy = (evaluate.features_and_probs(classifier, x)[1].argmax(1) == labels).double().mean().item()
+        ink = [last(FAM.sample(m, 20, seeded(1), prompt=[f"a {w} {nouns[i % 10]}" for i in range(20)],
+                               steps=30)).mean().item() for w in ("thick", "thin")]
+        return accuracy, ink[0] / ink[1]
+
+    accuracy, ratio = follows(model)
+    assert accuracy >= 0.8 and ratio > 1.2, (accuracy, ratio)
+    torch.manual_seed(0)
+    untrained_accuracy, _ = follows(FAM.build(config).eval())
+    assert untrained_accuracy < 0.5
