@@ -108,18 +108,18 @@ def attributes(x: np.ndarray, y: np.ndarray, dataset: str) -> np.ndarray:
     (thick / slanted, or dark / wide), 2 for the bottom third (thin / upright, or bright / narrow),
     0 in between (no word)."""
     x = x.astype(np.float32).reshape(len(x), 28, 28)
-    cols = np.arange(28, dtype=np.float32)
+    i = np.arange(28, dtype=np.float32)  # row (y, downwards) and column (x) coordinates
     mass = x.sum((1, 2)) + 1e-6
     if dataset == "mnist":
         a = mass  # ink
-        my = (x.sum(2) * cols).sum(1) / mass
-        mx = (x.sum(1) * cols).sum(1) / mass
-        dy, dx = cols[None, :, None] - my[:, None, None], cols[None, None, :] - mx[:, None, None]
-        # shear of the ink: how far x moves per row upwards (right-leaning strokes are positive)
-        b = np.abs(-(x * dx * dy).sum((1, 2)) / ((x * dy * dy).sum((1, 2)) + 1e-6))
+        my, mx = np.einsum("nij,i->n", x, i) / mass, np.einsum("nij,j->n", x, i) / mass
+        mu11 = np.einsum("nij,i,j->n", x, i, i) / mass - mx * my  # central moments of the ink
+        mu02 = np.einsum("nij,i->n", x, i * i) / mass - my * my
+        b = np.abs(mu11 / (mu02 + 1e-6))  # shear: how far the ink moves sideways per row
     else:
-        a = -(x * (x > 0.1)).sum((1, 2)) / ((x > 0.1).sum((1, 2)) + 1e-6)  # dark = low mean intensity
-        b = (x.max(1) > 0.1).sum(1).astype(np.float32)  # width in pixels
+        ink = x > 0.1
+        a = -(x * ink).sum((1, 2)) / (ink.sum((1, 2)) + 1e-6)  # dark = low mean intensity
+        b = ink.any(1).sum(1).astype(np.float32)  # width in pixels
     codes = np.zeros((len(x), 2), dtype=np.int64)
     for k, v in enumerate((a, b)):
         for c in np.unique(y):

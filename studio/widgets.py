@@ -256,6 +256,10 @@ def card_markdown(card: dict) -> str:
                      f"{m['reconstruction_bce']:.1f}, KL {m['kl']:.1f}")
     if "test_mse" in m:
         lines.append(f"Test set: noise-prediction MSE **{m['test_mse']:.4f}**")
+    shown = {"neg_elbo_nats", "reconstruction_bce", "kl", "test_mse", "sample_scores"}
+    rest = {k: v for k, v in m.items() if k not in shown and isinstance(v, (int, float))}
+    if rest:  # a family's own held-out metrics, named as its evaluate() names them
+        lines.append("Held-out: " + ", ".join(f"{k.replace('_', ' ')} **{v:.4g}**" for k, v in rest.items()))
     s = m.get("sample_scores")
     if s:
         how = ", ".join(f"{k} {v}" for k, v in s.get("sampler", {}).items())
