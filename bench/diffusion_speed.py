@@ -2,6 +2,7 @@
 U-Net (plain and with classifier-free guidance, which doubles the batch), and, when the
 `diffusers` package is installed (pip install diffusers; not needed by the studio), a diffusers
 UNet2DModel with about as many parameters, timed in the same run. We aim to be no slower.
+Then the text-to-image model: a guided denoising step on its 4×7×7 latents, plus the decode.
 
     python bench/diffusion_speed.py
 """
@@ -13,6 +14,26 @@ from timing import ROOT, median_ms  # noqa: E402  (also puts the repository on s
 from models import checkpoint  # noqa: E402
 
 CKPT = ROOT / "assets" / "checkpoints" / "diffusion_mnist_cond.safetensors"
+LDM = ROOT / "assets" / "checkpoints" / "ldm_mnist.safetensors"
+
+
+def latent(pixel_guided_s: float):
+    """Seconds per guided step of the latent model at batch 16, against the pixel U-Net's."""
+    from models import latent_diffusion as ldm
+
+    if not LDM.exists():
+        print("ldm_mnist not shipped in this checkout: no latent-diffusion figure")
+        return
+    model, _, _ = checkpoint.load(LDM)
+    ids = ldm.batch_tokens([ldm.tokenize("a thick seven", "mnist")] * 16 + [[1]] * 16)
+    z = torch.randn(32, model.ae.decoder[0].in_channels, 7, 7)
+    t = torch.full((32,), 500)
+    with torch.inference_mode():
+        context, pad = model.context(ids)
+        step = median_ms(lambda: model.denoiser(z, t, context, pad), runs=20) / 1000
+        decode = median_ms(lambda: model.decode(z[:16]), runs=20) / 1000
+    print(f"latent diffusion, guided step, batch 16: {step * 1000:6.1f} ms  "
+          f"({pixel_guided_s / step:.1f}× faster than the pixel U-Net); decode 16 images {decode * 1000:.1f} ms")
 
 
 def main():
@@ -29,6 +50,7 @@ def main():
                            runs=20) / 1000
     print(f"denoising step, batch 16:            {ours * 1000:6.1f} ms  (50-step DDIM ≈ {50 * ours:.1f} s)")
     print(f"denoising step, batch 16 + guidance: {guided * 1000:6.1f} ms")
+    latent(guided)
     try:
         from diffusers import UNet2DModel
     except ImportError:

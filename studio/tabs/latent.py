@@ -36,6 +36,13 @@ def grid(x, scale: int = 4) -> np.ndarray:
     return widgets.mosaic(x, int(np.ceil(np.sqrt(len(x)))), pad=1, scale=scale)
 
 
+@torch.no_grad()
+def decode(model, z) -> torch.Tensor:
+    """Latents -> pixels on the CPU (a no_grad call of its own: a streaming handler resumes in
+    different threads, and grad mode is per thread)."""
+    return model.decode(z).cpu()
+
+
 def _seed(seed) -> int:
     if seed is None or float(seed) != int(seed) or int(seed) < 0:
         raise ValueError("Seed must be a whole number ≥ 0.")
@@ -68,22 +75,22 @@ def generate(name, prompt, n, steps, guidance, eta, seed):
     run = {"name": name, "prompt": prompt, "words": words, "seed": seed, "x0s": [], "zs": [], "ts": []}
     start = last_yield = time.time()
     yield None, f"Denoising {n} latents over {int(steps)} steps…", None, gr.update()
-    with torch.no_grad():
-        for f in frames:
-            run["x0s"].append(model.decode(f.z0).cpu())
-            run["zs"].append(f.z.cpu())
-            run["ts"].append(f.t)
-            done = f.step == len(ldm.timesteps(config.T, int(steps)))
-            if done:
-                run["images"] = model.decode(f.z).cpu()
-                run["attention"] = f.attention
-            if done or time.time() - last_yield > PREVIEW_S:
-                last_yield = time.time()
-                status = (f"step {f.step}/{int(steps)} (t = {f.t}), {time.time() - start:.1f} s; prompt "
-                          f"[{' | '.join(words)}], seed {seed}, guidance {float(guidance):g}, η {float(eta):g}")
-                shown = run["images"] if done else run["x0s"][-1]
-                yield (grid(shown), status, run if done else None,
-                       gr.update(maximum=len(run["x0s"]), value=len(run["x0s"])) if done else gr.update())
+    total = len(ldm.timesteps(config.T, int(steps)))
+    for f in frames:
+        run["x0s"].append(decode(model, f.z0))
+        run["zs"].append(f.z.cpu())
+        run["ts"].append(f.t)
+        done = f.step == total
+        if done:
+            run["images"] = decode(model, f.z)
+            run["attention"] = f.attention
+        if done or time.time() - last_yield > PREVIEW_S:
+            last_yield = time.time()
+            status = (f"step {f.step}/{total} (t = {f.t}), {time.time() - start:.1f} s; prompt "
+                      f"[{' | '.join(words)}], seed {seed}, guidance {float(guidance):g}, η {float(eta):g}")
+            shown = run["images"] if done else run["x0s"][-1]
+            yield (grid(shown), status, run if done else None,
+                   gr.update(maximum=total, value=total) if done else gr.update())
 
 
 def _check_run(run):
@@ -127,7 +134,6 @@ def attention_maps(run, index):
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle("Cross-attention per prompt word (brighter = the latent position attended to it more)", fontsize=9)
     return widgets.figure_to_array(fig)
 
 
@@ -156,7 +162,7 @@ def autoencode(name, index):
         raise ValueError(f"Test image number must be from 0 to {len(x) - 1}; got {index}.")
     with torch.no_grad():
         z = model.encode(x[int(index)][None])
-        back = model.decode(z)
+    back = decode(model, z)
     lo, hi = z.amin(), z.amax()
     channels = ((z - lo) / (hi - lo + 1e-8)).reshape(-1, 1, 7, 7)
     err = F.binary_cross_entropy(back.clamp(1e-6, 1 - 1e-6), x[int(index)][None]).item()
@@ -212,7 +218,7 @@ def build(demo: gr.Blocks):
             with gr.Row():
                 images = gr.Image(label="Samples (decoded x̂₀ while denoising)", format="png", interactive=False,
                                   elem_id="ldm-images")
-                attention = gr.Image(label="Which words each part of the image attended to", format="png",
+                attention = gr.Image(label="Cross-attention per prompt word: brighter = that part of the image attended to the word more", format="png",
                                      interactive=False, scale=2)
             att_index = gr.Slider(0, MAX_SAMPLES - 1, value=0, step=1, label="Attention maps of sample")
             gr.Markdown("**Replay**: every step of the last run, decoded, and the latents themselves.")
@@ -266,7 +272,11 @@ def build(demo: gr.Blocks):
                    show_progress_on=[status], api_name="text_to_image")
     prompt.submit(generate, [ckpt, prompt, n, steps, guidance, eta, seed], [images, status, run, scrubber],
                   show_progress_on=[status], api_name=False)
-    gen.then(attention_maps, [run, att_index], attention, api_name=False)
+    loaded_run = demo.load(generate, [ckpt, prompt, n, steps, guidance, eta, seed], [images, status, run, scrubber],
+                           show_progress_on=[status], api_name=False)
+    for done in (gen, loaded_run):
+        done.then(attention_maps, [run, att_index], attention, api_name=False).then(
+            scrub, [run, scrubber], [scrub_img, latent_img, scrub_label], api_name=False)
     stop.click(None, None, None, cancels=[gen])
     att_index.change(attention_maps, [run, att_index], attention, api_name=False, show_progress="hidden")
     scrubber.change(scrub, [run, scrubber], [scrub_img, latent_img, scrub_label], api_name=False,
