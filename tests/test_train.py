@@ -230,3 +230,16 @@ def test_cli_rejects_a_malformed_set(tmp_path):
     """--set without '=' is a usage error, not a crash."""
     with pytest.raises(SystemExit):
         training.main(["vae", "--preset", "tiny", "--set", "steps", "--out", str(tmp_path)])
+
+
+def test_resume_reads_optimizer_state_written_before_optimizers_had_names(tmp_path, state_in_tmp):
+    """Runs saved by earlier versions (one unnamed Adam state) still resume with their Adam state."""
+    event, on_progress = cancel_at(4)
+    run(tmp_path, steps=10, cancel=event, on_progress=on_progress)
+    path = state_in_tmp / "run.optim.safetensors"
+    tensors, meta = checkpoint.load_tensors(path)
+    old = {k.split(":", 1)[1]: v for k, v in tensors.items()}
+    checkpoint.save_tensors(path, old, optimizer=meta["optimizers"]["adam"])
+    result = run(tmp_path, steps=10, resume=True)
+    assert result.status == "finished"
+    assert checkpoint.load_tensors(path)[0]["adam:0.step"].item() == 10
