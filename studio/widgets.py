@@ -85,6 +85,7 @@ def save_gif(frames: list[np.ndarray], name: str, ms: int = 120) -> str:
 def curves_figure(history: list[dict], keys: list[str], title: str = "") -> Figure:
     """One small panel per metric against training step."""
     fig = Figure(figsize=(3.2 * len(keys), 2.6), dpi=90, layout="constrained")
+    history = list(history)  # a snapshot: the training thread appends while the page draws
     steps = [h["step"] for h in history]
     for i, key in enumerate(keys):
         ax = fig.add_subplot(1, len(keys), i + 1)
