@@ -30,8 +30,10 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 
 from models import checkpoint
@@ -195,6 +197,64 @@ class EfficientNetLite0(nn.Module):
         p = self(x).softmax(-1)
         values, idx = p.topk(top, -1)
         return [[(self.class_names[i], float(v)) for v, i in zip(vs, ids)] for vs, ids in zip(values, idx)]
+
+
+# --- images in, images out ---
+
+MIN_SIDE = 32  # smaller images are enlarged (with a notice): VGG pools five times
+MAX_PIXELS = 40_000_000  # larger files are refused before decoding (a 40-megapixel photo is fine)
+
+
+def read_image(source) -> np.ndarray:
+    """A path to an image file, a PIL image or an (H, W[, C]) array -> uint8 RGB (H, W, 3).
+
+    Anything PIL cannot decode (a text file, a truncated JPEG) is a ValueError saying so."""
+    if isinstance(source, np.ndarray):
+        img = source
+    else:
+        try:
+            with Image.open(source) as im:
+                if im.width * im.height > MAX_PIXELS:
+                    raise ValueError(f"{Path(str(source)).name} is {im.width}×{im.height} pixels, more than "
+                                     f"the {MAX_PIXELS / 1e6:.0f} megapixels the studio accepts.")
+                img = np.asarray(im.convert("RGB"))
+        except (OSError, SyntaxError, Image.DecompressionBombError) as e:
+            name = Path(str(source)).name if not isinstance(source, Image.Image) else "The image"
+            raise ValueError(f"{name} is not an image the studio can read ({e.__class__.__name__}): "
+                             "upload a PNG or JPEG.") from None
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, -1)
+    if img.ndim != 3 or img.shape[-1] not in (1, 3, 4) or min(img.shape[:2]) < 1:
+        raise ValueError(f"Expected an RGB image, got an array of shape {img.shape}.")
+    if img.shape[-1] == 1:
+        img = np.repeat(img, 3, -1)
+    img = img[..., :3]
+    if img.dtype != np.uint8:
+        img = (np.clip(img, 0, 1) * 255).round().astype(np.uint8) if img.dtype.kind == "f" else img.astype(np.uint8)
+    return np.ascontiguousarray(img)
+
+
+def fit(img: np.ndarray, long_side: int, what: str = "image") -> tuple[torch.Tensor, str]:
+    """Resize so the long side is ``long_side`` (aspect kept) -> ((1, 3, h, w) in [0, 1], notice).
+
+    The notice says what happened, and says so loudly for tiny or huge originals."""
+    h, w = img.shape[:2]
+    scale = long_side / max(h, w)
+    nh, nw = max(MIN_SIDE, round(h * scale)), max(MIN_SIDE, round(w * scale))
+    x = torch.from_numpy(np.array(img)).permute(2, 0, 1)[None].float() / 255.0
+    if (nh, nw) != (h, w):
+        x = F.interpolate(x, size=(nh, nw), mode="bilinear", antialias=scale < 1, align_corners=False).clamp(0, 1)
+    notice = f"{what} {w}×{h} → {nw}×{nh}"
+    if min(h, w) < MIN_SIDE:
+        notice += f" (tiny: enlarged; images under {MIN_SIDE} px carry little detail)"
+    elif max(h, w) > 4 * long_side:
+        notice += " (large: reduced to the working size)"
+    return x, notice
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """(1, 3, H, W) in [0, 1] -> (H, W, 3) uint8."""
+    return (x[0].detach().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
 
 
 # --- loading the shipped files ---
