@@ -260,7 +260,7 @@ def build(demo: gr.Blocks):
                 style = gr.Image(value=bundled("starry_night"), type="filepath", label="Style image",
                                  height=220, elem_id="paint-style")
                 with gr.Column():
-                    preset = gr.Dropdown(list(PRESETS), value="Chollet (DLwP)", label="Book presets")
+                    preset = gr.Dropdown(list(PRESETS), value="Studio (short runs)", label="Presets (and the books' values)")
                     preset_btn = gr.Button("Apply preset")
                     seed = gr.Number(value=0, precision=0, label="Seed (noise start)")
             gr.Examples([[bundled("chelsea"), bundled("starry_night")], [bundled("china"), bundled("starry_night")],
@@ -269,7 +269,7 @@ def build(demo: gr.Blocks):
             with gr.Row():
                 cw = gr.Slider(-12, 2, value=math.log10(2.5e-8), step=0.1, label="log₁₀ content weight")
                 sw = gr.Slider(-10, 4, value=-6, step=0.1, label="log₁₀ style weight")
-                tvw = gr.Slider(-10, 4, value=-6, step=0.1, label="log₁₀ total-variation weight")
+                tvw = gr.Slider(-10, 4, value=-8, step=0.1, label="log₁₀ total-variation weight")
                 content_layer = gr.Dropdown(VGG16_NAMES, value="block4_conv2", label="Content layer")
             gr.Markdown("**Style layers** (tick to use; the weight is the layer's share before decay; decay < 1 "
                         "favours fine texture from early layers, > 1 coarse patterns from deep ones)")
