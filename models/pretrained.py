@@ -247,7 +247,7 @@ def fit(img: np.ndarray, long_side: int, what: str = "image") -> tuple[torch.Ten
     notice = f"{what} {w}×{h} → {nw}×{nh}"
     if min(h, w) < MIN_SIDE:
         notice += f" (tiny: enlarged; images under {MIN_SIDE} px carry little detail)"
-    elif max(h, w) > 4 * long_side:
+    elif max(h, w) > 2048:
         notice += " (large: reduced to the working size)"
     return x, notice
 

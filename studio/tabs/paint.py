@@ -267,7 +267,7 @@ def build(demo: gr.Blocks):
                          [bundled("squirrel"), bundled("butterfly")], [bundled("coffee"), bundled("flower")]],
                         [content, style], label="Bundled pairs")
             with gr.Row():
-                cw = gr.Slider(-12, 2, value=math.log10(2.5e-8), step=0.1, label="log₁₀ content weight")
+                cw = gr.Slider(-12, 2, value=-7.6, step=0.1, label="log₁₀ content weight")
                 sw = gr.Slider(-10, 4, value=-6, step=0.1, label="log₁₀ style weight")
                 tvw = gr.Slider(-10, 4, value=-8, step=0.1, label="log₁₀ total-variation weight")
                 content_layer = gr.Dropdown(VGG16_NAMES, value="block4_conv2", label="Content layer")
