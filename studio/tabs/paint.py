@@ -98,7 +98,8 @@ def stylise(content_path, style_path, seed, *controls):
         raise ValueError("Seed must be a whole number ≥ 0.")
     content, c_note = _image(content_path, "content", cfg.size)
     style, s_note = _image(style_path, "style", cfg.size)
-    notes = f"{c_note}; {s_note}"
+    notes = (f"{c_note}; {s_note}; weights: content {cfg.content_weight:.2g}, style {cfg.style_weight:.2g}, "
+             f"TV {cfg.tv_weight:.2g}; seed {int(seed)}")
     snaps = style_transfer.transfer(content, style, cfg, torch.Generator().manual_seed(int(seed)))
     total = sum(n for _, n in style_transfer._stages(cfg))
     yield None, None, f"Starting: {notes}. The first preview comes after {cfg.snapshot_every} steps.", None
