@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import gradio as gr
 
-from studio.tabs import diffusion, paint, vae
+from studio.tabs import diffusion, vae
+from studio.tabs import paint
 
-TABS = [vae, diffusion, paint]  # one module per family tab: TITLE and build(demo)
+TABS = [vae, diffusion]  # one module per family tab: TITLE and build(demo)
+TABS.append(paint)  # Paint: style transfer and DeepDream (pretrained networks, not a family)
 
 HEADER = """# Generative Deep Learning Studio
 Explore generative models by clicking: every tab has a shipped checkpoint trained by this project,
