@@ -1,0 +1,362 @@
+"""The Paint tab: neural style transfer and DeepDream, two ways of optimising an image through a
+fixed ImageNet network, with every weight on a slider. Style transfer streams snapshots (a quick
+low-resolution preview first) with its loss split into content, style and total variation, and
+shows the Gram matrices it matches; DeepDream streams one result per octave, can be scrubbed, and
+keeps a gallery of the configurations you liked."""
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from PIL import Image
+
+from models import deepdream, pretrained, style_transfer
+from models.pretrained import VGG16_NAMES
+from models.style_transfer import PRESETS, STYLE_LAYERS, StyleConfig
+from studio import widgets
+from studio.widgets import friendly
+
+TITLE = "Paint"
+IMAGES = Path(__file__).resolve().parent.parent.parent / "assets" / "images"
+SAMPLES = Path(tempfile.gettempdir()) / "gdl-studio-samples"
+OPTIMIZERS = {"L-BFGS": "lbfgs", "Adam": "adam"}
+STARTS = {"content image": "content", "noise": "noise"}
+DREAM_LAYERS = deepdream.LAYERS
+MAX_GALLERY = 24
+
+
+def bundled(name: str) -> str:
+    """Path of a bundled photo; scikit-learn's two sample photos are written out on first use."""
+    if name in ("china", "flower"):
+        path = SAMPLES / f"{name}.jpg"
+        if not path.exists():
+            from sklearn.datasets import load_sample_images
+
+            SAMPLES.mkdir(parents=True, exist_ok=True)
+            imgs = dict(zip(("china", "flower"), load_sample_images().images))
+            Image.fromarray(imgs[name]).save(path, quality=92)
+        return str(path)
+    return str(IMAGES / f"{name}.jpg")
+
+
+def _image(path, what: str, side: int) -> tuple[torch.Tensor, str]:
+    if not path:
+        raise ValueError(f"Choose a {what} image first (upload one or pick an example).")
+    return pretrained.fit(pretrained.read_image(path), side, what)
+
+
+# --- style transfer ---
+
+def style_config(cw_log, sw_log, tvw_log, content_layer, *rest) -> StyleConfig:
+    """The controls, in the order the page passes them, as a StyleConfig."""
+    n = len(STYLE_LAYERS)
+    checks, weights = rest[:n], rest[n:2 * n]
+    decay, size, preview, start, optimizer, lr, steps, preview_steps = rest[2 * n:]
+    if start not in STARTS:
+        raise ValueError(f"Start must be one of {list(STARTS)}.")
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"Optimizer must be one of {list(OPTIMIZERS)}.")
+    return StyleConfig(content_weight=10.0 ** float(cw_log), style_weight=10.0 ** float(sw_log),
+                       tv_weight=10.0 ** float(tvw_log), content_layer=content_layer,
+                       style_layers={name: float(w) for name, c, w in zip(STYLE_LAYERS, checks, weights) if c},
+                       decay=float(decay), size=int(size), preview_size=int(preview), init=STARTS[start],
+                       optimizer=OPTIMIZERS[optimizer], lr=float(lr), steps=int(steps),
+                       preview_steps=int(preview_steps), snapshot_every=5)
+
+
+def loss_figure(history: list[dict]) -> Figure:
+    """Weighted content, style and TV losses against step (log scale), the preview stage shaded."""
+    fig = Figure(figsize=(6.4, 2.8), dpi=90, layout="constrained")
+    ax = fig.add_subplot()
+    steps = [h["step"] for h in history]
+    for key, color in (("content", "C0"), ("style", "C1"), ("tv", "C2"), ("total", "k")):
+        ax.plot(steps, [max(h[key], 1e-30) for h in history], color=color, lw=1.8 if key == "total" else 1.2,
+                ls="--" if key == "total" else "-", label=key)
+    preview = [h["step"] for h in history if h["stage"] == "preview"]
+    if preview:
+        ax.axvspan(0.5, max(preview) + 0.5, color="0.9", label="low-res preview")
+    ax.set_yscale("log")
+    ax.set_xlabel("optimisation step")
+    ax.set_ylabel("weighted loss")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, ncols=5, loc="upper right")
+    return fig
+
+
+@friendly
+def stylise(content_path, style_path, seed, *controls):
+    """Stream snapshots: (result, curves, status, state for the Gram viewer)."""
+    cfg = style_config(*controls)
+    style_transfer.check(cfg)
+    if seed is None or float(seed) != int(seed) or int(seed) < 0:
+        raise ValueError("Seed must be a whole number ≥ 0.")
+    content, c_note = _image(content_path, "content", cfg.size)
+    style, s_note = _image(style_path, "style", cfg.size)
+    notes = (f"{c_note}; {s_note}; weights: content {cfg.content_weight:.2g}, style {cfg.style_weight:.2g}, "
+             f"TV {cfg.tv_weight:.2g}; seed {int(seed)}")
+    snaps = style_transfer.transfer(content, style, cfg, torch.Generator().manual_seed(int(seed)))
+    total = sum(n for _, n in style_transfer._stages(cfg))
+    yield None, None, f"Starting: {notes}. The first preview comes after {cfg.snapshot_every} steps.", None
+    for snap in snaps:
+        h = snap["history"][-1] if snap["history"] else {}
+        img = pretrained.to_uint8(snap["image"])
+        where = f"{snap['stage']} at {img.shape[1]}×{img.shape[0]} px"
+        status = (f"Step {snap['step']}/{total} ({where}): content {h.get('content', 0):.3g}, "
+                  f"style {h.get('style', 0):.3g}, TV {h.get('tv', 0):.3g}. {notes}.")
+        state = {"content": content_path, "style": style_path, "result": img}
+        yield img, loss_figure(snap["history"]) if snap["history"] else None, status, state
+    yield gr.update(), gr.update(), status + " Done.", state
+
+
+def gram_figure(views: dict, layer: str) -> Figure:
+    vmax = max(float(v.max()) for v in views.values())
+    fig = Figure(figsize=(9.6, 3.3), dpi=90, layout="constrained")
+    axes = fig.subplots(1, 3)
+    for ax, (name, g) in zip(axes, views.items()):
+        im = ax.imshow(g.numpy(), cmap="magma", vmin=0, vmax=vmax)
+        ax.set_title(name)
+        ax.set_xlabel("feature channel")
+        ax.set_ylabel("feature channel")
+    fig.colorbar(im, ax=axes, shrink=0.85, label="mean co-activation (G / HW)")
+    fig.suptitle(f"Gram matrices at {layer} (first {views['result'].shape[0]} channels)")
+    return fig
+
+
+@friendly
+def show_gram(state, layer, channels):
+    if not state:
+        raise ValueError("Run style transfer first: the Gram viewer compares its result with the two inputs.")
+    result = torch.from_numpy(state["result"]).permute(2, 0, 1)[None].float() / 255.0
+    side = max(result.shape[-2:])
+    content, _ = _image(state["content"], "content", side)
+    style, _ = _image(state["style"], "style", side)
+    views = style_transfer.gram_views(content, style, result, layer, int(channels))
+    dist = {k: float((views[k] - views["style"]).norm() / views["style"].norm()) for k in ("content", "result")}
+    note = (f"Relative distance to the style's Gram matrix: content {dist['content']:.2f}, result "
+            f"{dist['result']:.2f} (lower = closer in style at this layer).")
+    return gram_figure(views, layer), note
+
+
+def apply_preset(name):
+    if name not in PRESETS:
+        raise gr.Error(f"Unknown preset {name!r}.")
+    p = PRESETS[name]
+    cfg = StyleConfig(**p)
+    inv = {v: k for k, v in OPTIMIZERS.items()}
+    return (math.log10(cfg.content_weight), math.log10(cfg.style_weight), math.log10(cfg.tv_weight),
+            cfg.decay, inv[cfg.optimizer], cfg.lr)
+
+
+# --- DeepDream ---
+
+def dream_config(*controls) -> deepdream.DreamConfig:
+    n = len(DREAM_LAYERS)
+    weights, (step, octaves, scale, iterations, max_loss, reinject, size) = controls[:n], controls[n:]
+    return deepdream.DreamConfig(layers={k: float(w) for k, w in zip(DREAM_LAYERS, weights)}, step=float(step),
+                                 octaves=int(octaves), octave_scale=float(scale), iterations=int(iterations),
+                                 max_loss=float(max_loss), reinject=bool(reinject), size=int(size))
+
+
+def dream_loss_figure(octaves: list[dict]) -> Figure:
+    fig = Figure(figsize=(6.4, 2.6), dpi=90, layout="constrained")
+    ax = fig.add_subplot()
+    start = 0
+    for r in octaves:
+        xs = range(start + 1, start + 1 + len(r["losses"]))
+        ax.plot(xs, r["losses"], marker=".", label=f"octave {r['octave']} ({r['shape'][1]}×{r['shape'][0]})")
+        start += len(r["losses"])
+    ax.set_xlabel("gradient-ascent step (all octaves)")
+    ax.set_ylabel("loss (1 per unit weight = the photo)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def save_png(img: np.ndarray, name: str) -> str:
+    widgets.EXPORTS.mkdir(parents=True, exist_ok=True)
+    path = widgets.EXPORTS / name
+    Image.fromarray(img).save(path)
+    return str(path)
+
+
+@friendly
+def run_dream(path, *controls):
+    """Stream one result per octave: (image, status, scrubber, octave images, loss plot, PNG file)."""
+    cfg = dream_config(*controls)
+    deepdream.check(cfg)
+    x, note = _image(path, "image", cfg.size)
+    frames, results = [], []
+    yield None, f"Dreaming: {note}; {cfg.octaves} octaves × {cfg.iterations} steps.", gr.update(), [], None, None
+    for r in deepdream.dream(x, cfg):
+        results.append(r)
+        frames.append(pretrained.to_uint8(r["image"]))
+        early = f", stopped at max loss after {len(r['losses'])} steps" if r["stopped_early"] else ""
+        status = (f"Octave {r['octave']}/{cfg.octaves} at {r['shape'][1]}×{r['shape'][0]} px: loss "
+                  f"{r['losses'][0] if r['losses'] else float('nan'):.2f} → "
+                  f"{r['losses'][-1] if r['losses'] else float('nan'):.2f}{early}. {note}.")
+        yield (frames[-1], status, gr.update(maximum=len(frames), value=len(frames), interactive=len(frames) > 1),
+               frames, dream_loss_figure(results), None)
+    yield gr.update(), gr.update(), gr.update(), frames, gr.update(), save_png(frames[-1], "deepdream.png")
+
+
+def scrub(frames, octave):
+    if not frames:
+        return None
+    i = int(octave) - 1
+    if not 0 <= i < len(frames):
+        raise gr.Error(f"Octave must be from 1 to {len(frames)}.")
+    return frames[i]
+
+
+def randomise(seed):
+    """New random layer weights from a seed (shown), then the seed moves on for the next click."""
+    if seed is None or float(seed) != int(seed) or int(seed) < 0:
+        raise gr.Error("Seed must be a whole number ≥ 0.")
+    weights = deepdream.random_layers(torch.Generator().manual_seed(int(seed)))
+    return (*weights.values(), int(seed) + 1)
+
+
+def save_config(gallery_state, frames, *controls):
+    """Keep the current result and its settings in this session's gallery."""
+    if not frames:
+        raise gr.Error("Dream first: the gallery keeps a result together with the settings that made it.")
+    cfg = dream_config(*controls)
+    entry = {"image": frames[-1], "controls": [float(c) if not isinstance(c, bool) else c for c in controls],
+             "caption": ", ".join(f"{k} {v:g}" for k, v in cfg.layers.items() if v) +
+                        f"; step {cfg.step:g}, {cfg.octaves}×{cfg.octave_scale:g}, {cfg.iterations} it"}
+    gallery_state = (gallery_state or []) + [entry]
+    gallery_state = gallery_state[-MAX_GALLERY:]
+    return gallery_state, [(e["image"], e["caption"]) for e in gallery_state], config_json(gallery_state)
+
+
+def config_json(gallery_state) -> str:
+    names = [*DREAM_LAYERS, "step", "octaves", "octave_scale", "iterations", "max_loss", "reinject", "size"]
+    return json.dumps([dict(zip(names, e["controls"])) for e in gallery_state], indent=1)
+
+
+def restore_config(gallery_state, evt: gr.SelectData):
+    """Clicking a saved configuration puts its settings back on the sliders."""
+    entry = gallery_state[evt.index]
+    return tuple(entry["controls"])
+
+
+# --- layout ---
+
+def build(demo: gr.Blocks):
+    gr.Markdown("Two ways to paint with a fixed ImageNet network: **style transfer** optimises an image so "
+                "its deep features match a content photo and its feature correlations (Gram matrices) match a "
+                "painting; **DeepDream** changes an image to excite chosen layers. (Chollet ch. 12, Foster ch. 5; "
+                "networks: VGG16 convolutions and EfficientNet-Lite0, converted from packaged ImageNet weights.)")
+    with gr.Column():
+        with gr.Accordion("Style transfer", open=True):
+            with gr.Row():
+                content = gr.Image(value=bundled("chelsea"), type="filepath", label="Content image",
+                                   height=220, elem_id="paint-content")
+                style = gr.Image(value=bundled("starry_night"), type="filepath", label="Style image",
+                                 height=220, elem_id="paint-style")
+                with gr.Column():
+                    preset = gr.Dropdown(list(PRESETS), value="Studio (short runs)", label="Presets (and the books' values)")
+                    preset_btn = gr.Button("Apply preset")
+                    seed = gr.Number(value=0, precision=0, label="Seed (noise start)")
+            gr.Examples([[bundled("chelsea"), bundled("starry_night")], [bundled("china"), bundled("starry_night")],
+                         [bundled("squirrel"), bundled("butterfly")], [bundled("coffee"), bundled("flower")]],
+                        [content, style], label="Bundled pairs")
+            with gr.Row():
+                cw = gr.Slider(-12, 2, value=-7.6, step=0.1, label="log₁₀ content weight")
+                sw = gr.Slider(-10, 4, value=-6, step=0.1, label="log₁₀ style weight")
+                tvw = gr.Slider(-10, 4, value=-8, step=0.1, label="log₁₀ total-variation weight")
+                content_layer = gr.Dropdown(VGG16_NAMES, value="block4_conv2", label="Content layer")
+            gr.Markdown("**Style layers** (tick to use; the weight is the layer's share before decay; decay < 1 "
+                        "favours fine texture from early layers, > 1 coarse patterns from deep ones)")
+            with gr.Row():
+                checks, weights = [], []
+                for name in STYLE_LAYERS:
+                    with gr.Column(min_width=120):
+                        checks.append(gr.Checkbox(value=True, label=name))
+                        weights.append(gr.Slider(0, 5, value=1.0, step=0.1, label="weight", show_label=False))
+                decay = gr.Slider(0.25, 4, value=1.0, step=0.05, label="Decay per layer")
+            with gr.Row():
+                size = gr.Slider(64, 512, value=256, step=32, label="Output size (long side, px)")
+                preview = gr.Dropdown([0, 64, 96, 128], value=96, label="Preview size (0 = none)")
+                start = gr.Radio(list(STARTS), value="content image", label="Start from")
+                optimizer = gr.Radio(list(OPTIMIZERS), value="Adam", label="Optimizer")
+            with gr.Row():
+                lr = gr.Slider(0.5, 20, value=5, step=0.5, label="Adam step (pixel levels)")
+                steps = gr.Slider(0, 500, value=60, step=5, label="Steps at full size")
+                preview_steps = gr.Slider(0, 100, value=20, step=5, label="Preview steps")
+                run_btn = gr.Button("Stylise", variant="primary", elem_id="paint-stylise")
+                cancel_btn = gr.Button("Cancel", variant="stop")
+            st_status = gr.Markdown(elem_id="paint-status")
+            with gr.Row():
+                result = gr.Image(label="Result (streams as it optimises)", format="png", interactive=False,
+                                  buttons=["download"], elem_id="paint-result", height=360)
+                curves = gr.Plot(label="Loss split", show_label=False)
+            with gr.Row():
+                gram_layer = gr.Dropdown(STYLE_LAYERS, value="block2_conv1", label="Gram matrices at layer")
+                gram_channels = gr.Slider(8, 128, value=32, step=8, label="Channels shown")
+                gram_btn = gr.Button("Show Gram matrices")
+            gram_note = gr.Markdown()
+            gram_plot = gr.Plot(show_label=False)
+            st_state = gr.State(None)
+
+        with gr.Accordion("DeepDream", open=True):
+            with gr.Row():
+                d_image = gr.Image(value=bundled("china"), type="filepath", label="Image", height=240,
+                                   elem_id="paint-dream-image")
+                with gr.Column():
+                    gr.Markdown("**Layer weights** (EfficientNet-Lite0 stages; the book's mixed4–7 ≈ stages 3–6)")
+                    d_weights = [gr.Slider(0, 5, value=deepdream.BOOK_LAYERS.get(name, 0.0), step=0.1, label=name)
+                                 for name in DREAM_LAYERS]
+            gr.Examples([[bundled("china")], [bundled("flower")], [bundled("chelsea")], [bundled("coffee")]],
+                        [d_image], label="Bundled photos")
+            with gr.Row():
+                d_step = gr.Slider(1, 60, value=20, step=1, label="Step")
+                d_octaves = gr.Slider(1, 6, value=3, step=1, label="Octaves")
+                d_scale = gr.Slider(1.0, 2.0, value=1.4, step=0.05, label="Octave scale")
+                d_iters = gr.Slider(0, 100, value=20, step=1, label="Iterations per octave")
+            with gr.Row():
+                d_max = gr.Slider(0, 60, value=15, step=0.5, label="Max loss (0 = no limit)")
+                d_reinject = gr.Checkbox(value=True, label="Detail reinjection")
+                d_size = gr.Slider(64, 768, value=320, step=32, label="Size (long side, px)")
+                d_seed = gr.Number(value=0, precision=0, label="Randomise seed")
+            with gr.Row():
+                d_run = gr.Button("Dream", variant="primary", elem_id="paint-dream")
+                d_cancel = gr.Button("Cancel", variant="stop")
+                d_random = gr.Button("Randomise layer settings")
+                d_save = gr.Button("Save configuration to gallery")
+            d_status = gr.Markdown(elem_id="paint-dream-status")
+            with gr.Row():
+                with gr.Column():
+                    d_result = gr.Image(label="Dream", format="png", interactive=False, buttons=["download"],
+                                        elem_id="paint-dream-result", height=380)
+                    d_scrub = gr.Slider(1, 3, value=1, step=1, label="Octave (scrub)", interactive=False)
+                    d_png = gr.File(label="PNG (full size)", height=80)
+                d_curve = gr.Plot(show_label=False)
+            d_gallery = gr.Gallery(label="Saved configurations (click one to restore its settings)", columns=6,
+                                   height=240, elem_id="paint-gallery")
+            d_json = gr.Code(label="Saved configurations as JSON", language="json", lines=4)
+            d_frames = gr.State([])
+            d_saved = gr.State([])
+
+    st_controls = [cw, sw, tvw, content_layer, *checks, *weights, decay, size, preview, start, optimizer, lr,
+                   steps, preview_steps]
+    run_ev = run_btn.click(stylise, [content, style, seed, *st_controls], [result, curves, st_status, st_state],
+                           show_progress_on=[st_status], api_name="stylise")
+    cancel_btn.click(None, None, None, cancels=[run_ev], api_name=False)
+    preset_btn.click(apply_preset, preset, [cw, sw, tvw, decay, optimizer, lr], api_name=False)
+    gram_btn.click(show_gram, [st_state, gram_layer, gram_channels], [gram_plot, gram_note], api_name=False)
+
+    d_controls = [*d_weights, d_step, d_octaves, d_scale, d_iters, d_max, d_reinject, d_size]
+    dream_ev = d_run.click(run_dream, [d_image, *d_controls], [d_result, d_status, d_scrub, d_frames, d_curve, d_png],
+                           show_progress_on=[d_status], api_name="deepdream")
+    d_cancel.click(None, None, None, cancels=[dream_ev], api_name=False)
+    d_scrub.change(scrub, [d_frames, d_scrub], d_result, api_name=False, show_progress="hidden")
+    d_random.click(randomise, d_seed, [*d_weights, d_seed], api_name=False)
+    d_save.click(save_config, [d_saved, d_frames, *d_controls], [d_saved, d_gallery, d_json], api_name=False)
+    d_gallery.select(restore_config, d_saved, d_controls, api_name=False)

@@ -1,0 +1,96 @@
+"""The Paint tab's handlers, called as the page calls them: streams of snapshots and octaves, the
+Gram viewer, presets, the gallery, and clear messages (gr.Error) for bad input."""
+import math
+
+import gradio as gr
+import numpy as np
+import pytest
+from PIL import Image
+
+from models.style_transfer import PRESETS, STYLE_LAYERS
+from studio.tabs import paint as tab
+
+
+def st_controls(size=64, checks=None, optimizer="Adam", steps=4, preview=32):
+    checks = checks if checks is not None else [True, True, False, False, False]
+    return [math.log10(2.5e-8), -6, -8, "block2_conv2", *checks, *[1.0] * len(STYLE_LAYERS), 1.0, size, preview,
+            "content image", optimizer, 5.0, steps, 2]
+
+
+def dream_controls(size=64, octaves=2, iterations=2):
+    weights = [1.0 if name == "stage3" else 0.0 for name in tab.DREAM_LAYERS]
+    return [*weights, 20, octaves, 1.4, iterations, 15, True, size]
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    d = tmp_path_factory.mktemp("img")
+    Image.fromarray((np.random.default_rng(0).random((60, 90, 3)) * 255).astype(np.uint8)).save(d / "c.png")
+    Image.fromarray(np.tile((np.arange(90) % 10 < 5)[None, :, None] * 255, (60, 1, 3)).astype(np.uint8)).save(d / "s.png")
+    (d / "notes.txt").write_text("hello")
+    return d
+
+
+def test_stylise_streams_snapshots_with_curves_and_a_notice(images):
+    outs = list(tab.stylise(str(images / "c.png"), str(images / "s.png"), 0, *st_controls()))
+    results = [o for o in outs if isinstance(o[0], np.ndarray)]
+    assert len(results) >= 2 and results[-1][0].shape == (43, 64, 3)
+    assert results[0][0].shape[1] == 32  # the low-resolution preview comes first
+    assert "90×60 → 64×43" in outs[0][2] and "Done" in outs[-1][2]
+    assert outs[-1][3]["result"].shape == (43, 64, 3)
+
+
+def test_gram_viewer_needs_a_result_then_shows_three_matrices(images):
+    with pytest.raises(gr.Error, match="Run style transfer first"):
+        tab.show_gram(None, "block1_conv1", 16)
+    state = {"content": str(images / "c.png"), "style": str(images / "s.png"),
+             "result": np.zeros((32, 48, 3), np.uint8)}
+    fig, note = tab.show_gram(state, "block1_conv1", 16)
+    assert len(fig.axes) == 4 and "distance" in note
+
+
+def test_no_style_layer_chosen_is_a_clear_message(images):
+    with pytest.raises(gr.Error, match="at least one style layer"):
+        list(tab.stylise(str(images / "c.png"), str(images / "s.png"), 0, *st_controls(checks=[False] * 5)))
+
+
+@pytest.mark.parametrize("content, message", [("notes.txt", "not an image"), (None, "Choose a content image")])
+def test_bad_images_are_clear_messages(images, content, message):
+    path = str(images / content) if content else None
+    with pytest.raises(gr.Error, match=message):
+        list(tab.stylise(path, str(images / "s.png"), 0, *st_controls()))
+    with pytest.raises(gr.Error, match=message.replace("content ", "")):
+        list(tab.run_dream(path, *dream_controls()))
+
+
+def test_presets_set_the_log_sliders():
+    cw, sw, tvw, decay, optimizer, lr = tab.apply_preset("Foster (Keras example)")
+    assert cw == pytest.approx(math.log10(0.025)) and sw == 0 and tvw == 0 and optimizer == "L-BFGS"
+    assert set(PRESETS) >= {"Chollet (DLwP)", "Foster (Keras example)"}
+
+
+def test_dream_streams_octaves_scrubs_and_saves_a_png(images):
+    outs = list(tab.run_dream(str(images / "c.png"), *dream_controls()))
+    frames = outs[-1][3]
+    assert len(frames) == 2 and frames[-1].shape == (43, 64, 3)
+    assert outs[-1][5].endswith(".png") and Image.open(outs[-1][5]).size == (64, 43)
+    assert tab.scrub(frames, 1).shape[1] < tab.scrub(frames, 2).shape[1]
+    with pytest.raises(gr.Error):
+        tab.scrub(frames, 3)
+
+
+def test_randomise_and_gallery_round_trip(images):
+    *weights, next_seed = tab.randomise(7)
+    assert next_seed == 8 and len(weights) == len(tab.DREAM_LAYERS) and any(w > 0 for w in weights)
+    with pytest.raises(gr.Error, match="Dream first"):
+        tab.save_config([], [], *dream_controls())
+    frame = np.zeros((8, 8, 3), np.uint8)
+    saved, gallery, text = tab.save_config([], [frame], *dream_controls())
+    assert len(gallery) == 1 and "stage3 1" in gallery[0][1] and '"octaves": 2' in text
+    restored = tab.restore_config(saved, gr.SelectData(None, {"index": 0, "value": None}))
+    assert list(restored) == [float(c) if not isinstance(c, bool) else c for c in dream_controls()]
+
+
+def test_bundled_examples_exist():
+    for name in ("chelsea", "starry_night", "china", "flower"):
+        assert Image.open(tab.bundled(name)).size[0] > 100
