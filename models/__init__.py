@@ -1,4 +1,6 @@
 """The registry of generative families: adding a family is one file plus one line here."""
 from models import diffusion, vae
+from models import music_transformer
 
 FAMILIES = {f.name: f for f in (vae.FAMILY, diffusion.FAMILY)}
+FAMILIES[music_transformer.FAMILY.name] = music_transformer.FAMILY
