@@ -4,8 +4,10 @@ from __future__ import annotations
 import gradio as gr
 
 from studio.tabs import diffusion, vae
+from studio.tabs import music
 
 TABS = [vae, diffusion]  # one module per family tab: TITLE and build(demo)
+TABS.append(music)
 
 HEADER = """# Generative Deep Learning Studio
 Explore generative models by clicking: every tab has a shipped checkpoint trained by this project,
