@@ -78,7 +78,7 @@ def test_seed_phrase_from_an_uploaded_midi(tmp_path):
     run = generate(source=tab.FROM_MIDI, midi_file=str(path), phrase_len=5, notes=6)[-1][4]
     assert np.array_equal(run["pitch"][1:6], p[:5])
     roll, note = tab.describe_upload(str(path))
-    assert roll.ndim == 3 and f"{int((p >= 2).sum())} notes" in note
+    assert roll["visible"] and roll["value"].ndim == 3 and f"mine.mid: {int((p >= 2).sum())} notes" in note
 
 
 @pytest.mark.parametrize("kw, words", [

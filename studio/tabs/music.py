@@ -256,17 +256,27 @@ def select_checkpoint(name: str):
 
 
 def card_text(card: dict) -> str:
-    lines = widgets.card_markdown(card).split("  \n")
-    m = card.get("metrics", {})
-    if "note_loss" in m:
-        lines.insert(1, f"Held-out chorales: pitch loss **{m['note_loss']:.2f} nats** (perplexity "
-                        f"{m['note_perplexity']:.1f}, next-pitch accuracy {m['note_accuracy']:.0%}), duration loss "
-                        f"**{m['duration_loss']:.2f} nats** (accuracy {m['duration_accuracy']:.0%}). "
-                        f"An untrained model scores about 4.5 and 3.5.")
-    cfg = card.get("config", {})
+    """The checkpoint's provenance and its held-out losses for pitch and duration."""
+    if "error" in card:
+        return f"**{card['name']}**: {card['error']}"
+    cfg, m = card.get("config", {}), card.get("metrics", {})
+    lines = [f"**{card.get('name')}**: {card.get('data', {}).get('title', 'Bach chorales')}; {card.get('steps')} steps"
+             + (f" ({card['epochs']} epochs)" if card.get("epochs") else "")
+             + (f", {card['wall_time_s']:.0f} s" if card.get("wall_time_s") is not None else "")
+             + (f" on {card['hardware']}" if card.get("hardware") else "")]
     if cfg:
-        lines.insert(1, f"{cfg['n_layers']} blocks × {cfg['n_heads']} heads, embedding {cfg['d_model']}, "
-                        f"window {cfg['seq_len']} notes, transposed ±{cfg['transpose']}")
+        lines.append(f"{cfg['n_layers']} blocks × {cfg['n_heads']} heads, embedding {cfg['d_model']}, "
+                     f"window {cfg['seq_len']} notes, transposed ±{cfg['transpose']}"
+                     + (f", plus {len(cfg['midi_files'])} of your MIDI files" if cfg.get("midi_files") else ""))
+    if "note_loss" in m:
+        lines.append(f"Held-out chorales: pitch loss **{m['note_loss']:.2f} nats** (perplexity "
+                     f"{m['note_perplexity']:.1f}, next pitch right {m['note_accuracy']:.0%}), duration loss "
+                     f"**{m['duration_loss']:.2f} nats** (right {m['duration_accuracy']:.0%}). Untrained: about "
+                     "4.5 and 3.5; the plain frequencies of pitches and durations: 2.9 and 1.2.")
+    if card.get("command"):
+        lines.append(f"Reproduce: `{card['command']}`")
+    elif "metrics" not in card:
+        lines.append("No card yet: this run was interrupted before it finished (resume it in Train).")
     return "  \n".join(lines)
 
 
@@ -278,11 +288,11 @@ def chorale_choices() -> list[str]:
 def describe_upload(path):
     """What the model would read from an uploaded MIDI file."""
     if not path:
-        return None, ""
+        return gr.update(value=None, visible=False), ""
     p, d = music.read_midi(path)
     n = int((p >= 2).sum())
-    return (piano_roll(p, d, title="top line read from your file"),
-            f"{n} notes and {int((p == music.REST).sum())} rests, {d.sum() / 4:g} quarter notes long.")
+    return (gr.update(value=piano_roll(p, d, title=f"top line read from {Path(path).name}"), visible=True),
+            f"{Path(path).name}: {n} notes and {int((p == music.REST).sum())} rests, {d.sum() / 4:g} quarter notes.")
 
 
 # --- training ---
@@ -352,7 +362,9 @@ def build(demo: gr.Blocks):
                 chorale = gr.Dropdown(chorales, value=chorales[0] if chorales else None,
                                       label="Chorale (held-out ones were never trained on)")
                 phrase = gr.Slider(1, 64, value=8, step=1, label="Seed phrase (notes)")
-                seed_midi = gr.File(label="Your MIDI (seed phrase)", file_types=[".mid", ".midi"], height=90)
+            seed_midi = gr.File(label="Your MIDI file (its opening is the seed phrase)", file_types=[".mid", ".midi"],
+                                height=90, visible=False)
+            seed_roll = gr.Image(label="Your MIDI file's top line", format="png", interactive=False, visible=False)
             with gr.Row():
                 notes = gr.Slider(1, MAX_UI_NOTES, value=64, step=1, label="Notes to generate")
                 t_pitch = gr.Slider(0.0, 2.0, value=1.0, step=0.05, label="Pitch temperature (0 = most likely)")
@@ -409,20 +421,25 @@ def build(demo: gr.Blocks):
                 with gr.Column():
                     t_roll = gr.Image(label="Sample from a fixed seed", format="png", interactive=False)
                     t_audio = gr.Audio(label="Hear the sample", type="numpy", interactive=False)
-            upload_roll = gr.Image(label="Your MIDI file's top line", format="png", interactive=False, visible=True)
+            upload_roll = gr.Image(label="Your MIDI file's top line", format="png", interactive=False, visible=False)
 
     for event in (ckpt.change, demo.load):
         event(select_checkpoint, ckpt, [card, layer, head, shown], api_name=False)
-    gen = go.click(generate, [ckpt, source, chorale, seed_midi, phrase, notes, t_pitch, t_dur, seed, bpm, instrument],
-                   [audio, files, roll, status, run, heat, listing], show_progress_on=[status], api_name="generate")
+    gen_inputs = [ckpt, source, chorale, seed_midi, phrase, notes, t_pitch, t_dur, seed, bpm, instrument]
+    gen_outputs = [audio, files, roll, status, run, heat, listing]
+    gen = go.click(generate, gen_inputs, gen_outputs, show_progress_on=[status], api_name="generate")
     gen.then(show_attention, [run, layer, head, shown], [att, att_caption], api_name=False)
+    if default:  # a piece to hear and explain as soon as the page opens
+        demo.load(generate, gen_inputs, gen_outputs, show_progress_on=[status], api_name=False).then(
+            show_attention, [run, layer, head, shown], [att, att_caption], api_name=False)
     stop.click(None, None, None, cancels=[gen])
     for c in (bpm, instrument):
         c.input(rerender, [run, bpm, instrument], audio, api_name=False)
     for c in (layer, head, shown):
         c.change(show_attention, [run, layer, head, shown], [att, att_caption], api_name=False,
                  show_progress="hidden")
-    seed_midi.change(describe_upload, seed_midi, [roll, status], api_name=False)
+    source.change(lambda s: gr.update(visible=s == FROM_MIDI), source, seed_midi, api_name=False)
+    seed_midi.change(describe_upload, seed_midi, [seed_roll, status], api_name=False)
     t_files.change(lambda fs: describe_upload(fs[-1] if fs else None), t_files, [upload_roll, upload_note],
                    api_name=False)
     t_start.click(train_start, [t_transpose, t_files, t_steps, t_batch, t_lr, t_layers, t_name, ckpt],
