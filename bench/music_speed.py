@@ -20,7 +20,8 @@ from models import checkpoint, music  # noqa: E402
 from models import music_transformer as mt  # noqa: E402
 from models.family import last, seeded  # noqa: E402
 
-SHIPPED = Path(__file__).resolve().parent.parent / "assets" / "checkpoints" / "music_chorales.safetensors"
+SHIPPED = Path(__file__).resolve().parent.parent / "assets" / "checkpoints"
+MODELS = ["music_chorales", "music_rnn_chorales"]  # the transformer and the attention RNN
 
 
 def main() -> None:
@@ -31,13 +32,13 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     print(f"torch {torch.__version__}, CPU, {torch.get_num_threads()} threads; "
           f"load average {os.getloadavg()[0]:.2f} (figures are only meaningful on an idle machine)")
-    model, config, _ = checkpoint.load(SHIPPED)
-    print(f"model: {config.n_layers} blocks, {config.n_heads} heads, d {config.d_model}, window {config.seq_len}, "
-          f"{sum(q.numel() for q in model.parameters()) / 1e6:.2f}M parameters")
-    for n in (1, 8):
-        ms = median_ms(lambda: last(mt.sample(model, n, seeded(0), notes=a.notes)), runs=3, warmup=1)
-        print(f"generate {n} piece(s) × {a.notes} notes: {ms / 1000:6.2f} s median of 3 = "
-              f"{n * a.notes / ms * 1000:7.0f} notes/s")
+    for name in MODELS:
+        model, config, _ = checkpoint.load(SHIPPED / f"{name}.safetensors")
+        print(f"{name}: window {config.seq_len}, {sum(q.numel() for q in model.parameters()) / 1e6:.2f}M parameters")
+        for n in (1, 8):
+            ms = median_ms(lambda: last(mt.sample(model, n, seeded(0), notes=a.notes)), runs=3, warmup=1)
+            print(f"  generate {n} piece(s) × {a.notes} notes: {ms / 1000:6.2f} s median of 3 = "
+                  f"{n * a.notes / ms * 1000:7.0f} notes/s")
     out = last(mt.sample(model, 1, seeded(0), notes=a.notes))
     midi = music.to_midi(out["pitch"][0], out["duration"][0], bpm=90)
     seconds = midi.get_end_time()

@@ -54,6 +54,17 @@ def test_generate_streams_then_gives_sound_files_and_explanations():
     assert not np.array_equal(att, att1)
 
 
+def test_the_attention_rnn_generates_and_explains_too():
+    sound, files, roll, status, run, heat, listing = generate(name="music_rnn_chorales", notes=16)[-1]
+    assert np.abs(sound[1]).max() > 1000 and run["pitch"].shape == (1 + 8 + 16,)
+    card, layer, head, shown = tab.select_checkpoint("music_rnn_chorales")
+    assert "attention RNN" in card and "pitch loss" in card and head["choices"] in (["mean", "1"], [("mean", "mean"), ("1", "1")])
+    att, caption = tab.show_attention(run, 1, "1")
+    assert att.ndim == 3
+    with pytest.raises(gr.Error, match="Layer must be from 1 to 1"):
+        tab.show_attention(run, 2, "mean")
+
+
 def test_same_seed_same_piece_other_seed_differs():
     a, b, c = (generate(seed=s, source=tab.FROM_START, notes=10)[-1][4] for s in (4, 4, 5))
     assert np.array_equal(a["pitch"], b["pitch"]) and np.array_equal(a["duration"], b["duration"])
@@ -107,7 +118,9 @@ def test_bad_uploads_give_clear_messages(tmp_path):
     empty = tmp_path / "empty.mid"
     pretty_midi.PrettyMIDI().write(str(empty))
     with pytest.raises(gr.Error, match="no notes"):
-        list(tab.train_start(0, [str(empty)], 2, 8, 1e-3, 1, "x", SHIPPED))
+        list(tab.train_start("Transformer", 0, [str(empty)], 2, 8, 1e-3, 1, "x", SHIPPED))
+    with pytest.raises(gr.Error, match="Unknown model"):
+        list(tab.train_start("GPT-5", 0, [], 2, 8, 1e-3, 1, "x", SHIPPED))
 
 
 def test_attention_needs_a_piece_and_valid_layer_and_head():
@@ -132,7 +145,7 @@ def test_training_in_the_page_streams_curves_and_a_playable_sample(user_dir, tmp
     mine.write_bytes(music.midi_bytes(music.to_midi(p, d)))
     outs = []
     deadline = time.time() + 60
-    for out in tab.train_start(0, [str(mine)], 20, 8, 1e-3, 1, "my_music_test", SHIPPED):
+    for out in tab.train_start("Transformer", 0, [str(mine)], 20, 8, 1e-3, 1, "my_music_test", SHIPPED):
         outs.append(out)
         assert time.time() < deadline
     status, *_ = outs[-1]
@@ -142,3 +155,12 @@ def test_training_in_the_page_streams_curves_and_a_playable_sample(user_dir, tmp
     assert (user_dir / "my_music_test.safetensors").exists()
     assert (tab.UPLOADS / "mine.mid").exists()
     assert "my_music_test" in [v for _, v in widgets.checkpoint_choices("music")]
+    assert {SHIPPED, "music_rnn_chorales", "my_music_test"} <= {v for _, v in outs[-1][4]["choices"]}
+
+
+def test_training_the_attention_rnn_in_the_page(user_dir):
+    outs = list(tab.train_start("Attention RNN", 0, [], 10, 8, 1e-3, 1, "my_rnn_test", SHIPPED))
+    assert "Finished 10 steps" in outs[-1][0]
+    assert tab.family_of("my_rnn_test") == "music_rnn"
+    resumed = list(tab.train_resume("my_rnn_test", 20, SHIPPED))
+    assert "Finished 20 steps" in resumed[-1][0]

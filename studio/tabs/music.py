@@ -13,7 +13,7 @@ import numpy as np
 from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 
-from models import music
+from models import checkpoint, music, music_rnn
 from models import music_transformer as mt
 from models.family import seeded
 from models.train import RUNS
@@ -22,7 +22,8 @@ from studio.jobs import JOBS, stream
 from studio.widgets import friendly
 
 TITLE = "Music"
-FAMILY = "music"
+FAMILIES = ("music", "music_rnn")  # the transformer and the attention RNN share data, sampler and views
+MODELS = {"Transformer": "music", "Attention RNN": "music_rnn"}
 DEFAULT = "music_chorales"
 FROM_START, FROM_CHORALE, FROM_MIDI = "START (nothing)", "A chorale's opening", "Your MIDI file"
 UPLOADS = RUNS / "music_midi"  # the user's training MIDI files, kept so runs can be resumed
@@ -31,8 +32,24 @@ REDRAW_S = 1.0  # redraw the growing piano roll at most this often (after the la
 HELD_OUT = "held-out"
 
 
+def family_of(name: str) -> str:
+    for family in FAMILIES:
+        if name in widgets.checkpoint_paths(family):
+            return family
+    raise ValueError(f"No music checkpoint named {name!r}." if name else "Choose a checkpoint first.")
+
+
 def loaded(name: str):
-    return widgets.load(FAMILY, name)
+    return widgets.load(family_of(name), name)
+
+
+def all_choices() -> list[tuple[str, str]]:
+    return [c for family in FAMILIES for c in widgets.checkpoint_choices(family)]
+
+
+def attention_shape(config) -> tuple[int, int]:
+    """(layers, heads) of attention maps: the transformer's blocks and heads; the RNN has one of each."""
+    return (config.n_layers, config.n_heads) if isinstance(config, mt.MusicConfig) else (1, 1)
 
 
 def token_label(p: int, d: int) -> str:
@@ -113,15 +130,16 @@ def attention_heatmap(run: dict, name: str, layer: int, head, shown: int = 32) -
     model, config, _ = loaded(name)
     if not 2 <= shown <= config.seq_len:
         raise ValueError(f"Steps shown must be from 2 to {config.seq_len}; got {shown}.")
-    if not 1 <= layer <= config.n_layers:
-        raise ValueError(f"Layer must be from 1 to {config.n_layers}; got {layer}.")
+    n_layers, n_heads = attention_shape(config)
+    if not 1 <= layer <= n_layers:
+        raise ValueError(f"Layer must be from 1 to {n_layers}; got {layer}.")
     weights, lo = mt.attention(model, run["pitch"], run["duration"])  # (L, H, T, T)
     if head == "mean":
         w = weights[layer - 1].mean(0)
-        which = f"layer {layer}, mean of {config.n_heads} heads"
+        which = f"layer {layer}, mean of {n_heads} heads" if n_heads > 1 else "the RNN's attention layer"
     else:
-        if not 1 <= int(head) <= config.n_heads:
-            raise ValueError(f"Head must be from 1 to {config.n_heads}; got {head}.")
+        if not 1 <= int(head) <= n_heads:
+            raise ValueError(f"Head must be from 1 to {n_heads}; got {head}.")
         w = weights[layer - 1, int(head) - 1]
         which = f"layer {layer}, head {int(head)}"
     labels = [token_label(p, d) for p, d in zip(run["pitch"][lo:], run["duration"][lo:])]
@@ -250,8 +268,9 @@ def select_checkpoint(name: str):
     if not name:
         return "No music checkpoint yet: train one below.", gr.update(), gr.update(), gr.update()
     _, config, card = loaded(name)
-    heads = ["mean"] + [str(h) for h in range(1, config.n_heads + 1)]
-    return (card_text(card), gr.update(maximum=config.n_layers, value=config.n_layers),
+    n_layers, n_heads = attention_shape(config)
+    heads = ["mean"] + [str(h) for h in range(1, n_heads + 1)]
+    return (card_text(card), gr.update(maximum=max(2, n_layers), value=n_layers, interactive=n_layers > 1),
             gr.update(choices=heads, value="mean"), gr.update(maximum=config.seq_len))
 
 
@@ -265,8 +284,9 @@ def card_text(card: dict) -> str:
              + (f", {card['wall_time_s']:.0f} s" if card.get("wall_time_s") is not None else "")
              + (f" on {card['hardware']}" if card.get("hardware") else "")]
     if cfg:
-        lines.append(f"{cfg['n_layers']} blocks × {cfg['n_heads']} heads, embedding {cfg['d_model']}, "
-                     f"window {cfg['seq_len']} notes, transposed ±{cfg['transpose']}"
+        shape = (f"transformer: {cfg['n_layers']} blocks × {cfg['n_heads']} heads, embedding {cfg['d_model']}"
+                 if "n_heads" in cfg else f"attention RNN: {cfg['lstm_layers']} LSTM layers × {cfg['hidden']} units")
+        lines.append(f"{shape}, window {cfg['seq_len']} notes, transposed ±{cfg['transpose']}"
                      + (f", plus {len(cfg['midi_files'])} of your MIDI files" if cfg.get("midi_files") else ""))
     if "note_loss" in m:
         lines.append(f"Held-out chorales: pitch loss **{m['note_loss']:.2f} nats** (perplexity "
@@ -318,7 +338,9 @@ def _train_stream(job, current, bpm=90, instrument="Church organ"):
         return piano_roll(preview["pitch"], preview["duration"], title="sample from a fixed seed")
 
     played = None
-    for status, curves, roll, choices in stream(job, FAMILY, ["note_loss", "duration_loss"], current, render):
+    for status, curves, roll, choices in stream(job, job.family, ["note_loss", "duration_loss"], current, render):
+        if isinstance(choices, dict) and "choices" in choices:  # the end: list both families' checkpoints
+            choices = gr.update(choices=all_choices(), value=current)
         sound = gr.update()
         if latest.get("preview") is not None and latest["preview"] is not played:
             played = latest["preview"]
@@ -327,29 +349,36 @@ def _train_stream(job, current, bpm=90, instrument="Church organ"):
 
 
 @friendly
-def train_start(transpose, files, steps, batch, lr, layers, run_name, current):
-    config = mt.FAMILY.config("cpu", transpose=int(transpose), midi_files=keep_uploads(files), steps=int(steps),
-                              batch_size=int(batch), lr=float(lr), n_layers=int(layers))
-    job = JOBS.start(FAMILY, (run_name or "").strip(), config)
+def train_start(model, transpose, files, steps, batch, lr, layers, run_name, current):
+    if model not in MODELS:
+        raise ValueError(f"Unknown model {model!r}; choose {' or '.join(MODELS)}.")
+    family = MODELS[model]
+    fam = mt.FAMILY if family == "music" else music_rnn.FAMILY
+    depth = {"n_layers": int(layers)} if family == "music" else {"lstm_layers": int(layers)}
+    config = fam.config("cpu", transpose=int(transpose), midi_files=keep_uploads(files), steps=int(steps),
+                        batch_size=int(batch), lr=float(lr), **depth)
+    job = JOBS.start(family, (run_name or "").strip(), config)
     yield from _train_stream(job, current)
 
 
 @friendly
 def train_resume(run_name, steps, current):
-    job = JOBS.resume(FAMILY, run_name, steps)
+    path = widgets.USER_CHECKPOINTS / f"{(run_name or '').strip()}.safetensors"
+    family = checkpoint.read_meta(path)["family"] if path.exists() else "music"  # resume() explains a missing run
+    job = JOBS.resume(family, run_name, steps)
     yield from _train_stream(job, current)
 
 
 # --- layout ---
 
 def build(demo: gr.Blocks):
-    choices = widgets.checkpoint_choices(FAMILY)
+    choices = all_choices()
     names = [v for _, v in choices]
     default = DEFAULT if DEFAULT in names else (names[0] if names else None)
-    gr.Markdown("A transformer writes melodies one (pitch, duration) pair at a time, trained on the top line of "
-                "Bach's chorales. Each note is drawn from a distribution over 88 pitches and rest, each duration "
-                "from one over sixteenth-note multiples; causal attention decides which earlier notes matter. "
-                "(Foster, *Generative Deep Learning* 2nd ed., ch. 11.)")
+    gr.Markdown("A transformer (Foster, *Generative Deep Learning* 2nd ed., ch. 11) or an attention RNN (1st ed., "
+                "ch. 7) writes melodies one (pitch, duration) pair at a time, trained on the top line of Bach's "
+                "chorales. Each note is drawn from a distribution over 88 pitches and rest, each duration from one "
+                "over sixteenth-note multiples; attention decides which earlier notes matter.")
     with gr.Row():
         ckpt = gr.Dropdown(choices, value=default, label="Checkpoint", scale=2, elem_id="music-checkpoint")
         card = gr.Markdown()
@@ -397,15 +426,16 @@ def build(demo: gr.Blocks):
             att = gr.Image(label="Attention over the last window of notes", format="png", interactive=False,
                            elem_id="music-attention")
         with gr.Accordion("Train", open=True):
-            gr.Markdown("Train a music transformer on the chorales' melodies, plus any MIDI files you add (their "
-                        "top line is used). On one CPU core a step at batch 32 takes about 0.4 s: 500 steps give "
-                        "scales and cadences, 3,000 give chorale-like phrases. Cancel keeps the checkpoint; "
-                        "Resume continues it.")
+            gr.Markdown("Train a music transformer or an attention RNN on the chorales' melodies, plus any MIDI "
+                        "files you add (their top line is used). On one CPU core a step at batch 32 takes about "
+                        "0.4 s: 500 steps give scales and cadences, 3,000 give chorale-like phrases. Cancel keeps "
+                        "the checkpoint; Resume continues it.")
             with gr.Row():
+                t_model = gr.Radio(list(MODELS), value="Transformer", label="Model")
                 t_files = gr.File(label="Your MIDI files (optional)", file_count="multiple",
                                   file_types=[".mid", ".midi"], height=90)
                 t_transpose = gr.Slider(0, 11, value=5, step=1, label="Transpose ± semitones (augmentation)")
-                t_layers = gr.Slider(1, 6, value=3, step=1, label="Transformer blocks")
+                t_layers = gr.Slider(1, 6, value=3, step=1, label="Layers (transformer blocks or LSTM layers)")
                 t_steps = gr.Slider(10, 20000, value=500, step=10, label="Steps")
             with gr.Row():
                 t_batch = gr.Dropdown([8, 16, 32, 64, 128], value=32, label="Batch size")
@@ -442,7 +472,7 @@ def build(demo: gr.Blocks):
     seed_midi.change(describe_upload, seed_midi, [seed_roll, status], api_name=False)
     t_files.change(lambda fs: describe_upload(fs[-1] if fs else None), t_files, [upload_roll, upload_note],
                    api_name=False)
-    t_start.click(train_start, [t_transpose, t_files, t_steps, t_batch, t_lr, t_layers, t_name, ckpt],
+    t_start.click(train_start, [t_model, t_transpose, t_files, t_steps, t_batch, t_lr, t_layers, t_name, ckpt],
                   [t_status, t_curves, t_roll, t_audio, ckpt], show_progress_on=[t_status], api_name=False)
     t_resume.click(train_resume, [t_name, t_steps, ckpt], [t_status, t_curves, t_roll, t_audio, ckpt],
                    show_progress_on=[t_status], api_name=False)
