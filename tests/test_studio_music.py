@@ -1,6 +1,7 @@
 """The Music tab's handlers, called as the page calls them: a piece streams in, then plays, downloads
 and is explained; bad input gives a clear message (gr.Error); training in the page streams loss
 curves and a playable sample."""
+import json
 import time
 
 import gradio as gr
@@ -44,7 +45,9 @@ def test_generate_streams_then_gives_sound_files_and_explanations():
     assert "24 notes" in status and "seed 0" in status.lower()
     assert run["pitch"].shape == (1 + 8 + 24,) and run["prompt_length"] == 8
     assert listing.startswith("seed: G4 1, G4 2")  # bwv269 opens G4 G4 D5 …
-    midi_path, xml_path = files
+    midi_path, xml_path, json_path = files
+    prov = json.loads(open(json_path).read())
+    assert prov["checkpoint"] == SHIPPED and prov["seed"] == 0 and prov["notes"][:2] == ["G4 1", "G4 2"]
     pm = pretty_midi.PrettyMIDI(midi_path)
     assert len(pm.instruments[0].notes) == int((run["pitch"] >= 2).sum())
     assert xml_path.endswith(".musicxml")

@@ -4,6 +4,7 @@ distribution it was drawn from, and which earlier notes the model attended to); 
 the chorales and your MIDI files with live loss and a playable sample."""
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from pathlib import Path
@@ -237,14 +238,22 @@ def generate(name, source, chorale, midi_file, phrase_len, notes, t_pitch, t_dur
     widgets.EXPORTS.mkdir(parents=True, exist_ok=True)
     midi_path = widgets.EXPORTS / f"{stem}.mid"
     midi.write(str(midi_path))
-    xml_path = music.to_stream(run["pitch"], run["duration"]).write("musicxml", fp=str(widgets.EXPORTS / f"{stem}.musicxml"))
+    xml_path = music.to_stream(run["pitch"], run["duration"]).write("musicxml",
+                                                                    fp=str(widgets.EXPORTS / f"{stem}.musicxml"))
+    json_path = widgets.EXPORTS / f"{stem}.json"  # provenance: what made this piece, and its tokens
+    json_path.write_text(json.dumps({"checkpoint": name, "family": family_of(name), "seed": seed, **run["controls"],
+                                     "bpm": float(bpm), "instrument": instrument,
+                                     "seed_phrase_notes": run["prompt_length"],
+                                     "notes": [token_label(p, d) for p, d in zip(run["pitch"][1:], run["duration"][1:])]},
+                                    indent=1))
     seconds = midi.get_end_time()
+    gen_s = max(gen_s, 1e-3)
     status = (f"{notes} notes in {gen_s:.1f} s ({notes / gen_s:.0f} notes/s); {seconds:.1f} s of music at "
               f"{float(bpm):g} bpm, {instrument} ({'FluidSynth, TimGM6mb soundfont' if engine == 'fluidsynth' else 'sine synthesis: FluidSynth is not installed'}). "
               f"Seed {seed}, pitch temperature {float(t_pitch):g}, duration temperature {float(t_duration):g}"
               + (f", seed phrase: {len(prompt[0])} notes ({source.lower()})" if prompt else ", from START") + ".")
     roll = piano_roll(run["pitch"], run["duration"], run["prompt_length"])
-    yield (sound, [str(midi_path), str(xml_path)], roll, status, run, probability_heatmaps(run), note_list(run))
+    yield (sound, [str(midi_path), str(xml_path), str(json_path)], roll, status, run, probability_heatmaps(run), note_list(run))
 
 
 @friendly
@@ -409,7 +418,7 @@ def build(demo: gr.Blocks):
                              elem_id="music-audio")
             roll = gr.Image(label="Piano roll", format="png", interactive=False, elem_id="music-roll")
             with gr.Row():
-                files = gr.File(label="MIDI and MusicXML (open the .musicxml in MuseScore for a score)",
+                files = gr.File(label="MIDI, MusicXML (open it in MuseScore for a score) and provenance JSON",
                                 file_count="multiple", height=110)
                 listing = gr.Textbox(label="Notes (pitch, duration in quarter notes)", lines=4, max_lines=8)
         with gr.Accordion("Why each note: probabilities", open=True):
