@@ -46,18 +46,10 @@ class MusicRNNConfig:
         self.midi_files = tuple(str(f) for f in self.midi_files)
 
     def validate(self):
-        if self.dataset != "chorales":
-            raise ValueError(f"Unknown dataset {self.dataset!r}; the music families train on 'chorales' "
-                             "(plus any MIDI files you add).")
-        check_range("transposition", self.transpose, 0, 11)
-        check_range("window length", self.seq_len, 4, 1024)
+        mt.check_common(self)
         check_range("embedding size", self.embed_dim, 2, 1024)
         check_range("LSTM units", self.hidden, 2, 4096)
         check_range("LSTM layers", self.lstm_layers, 1, 8)
-        check_range("dropout", self.dropout, 0.0, 0.9)
-        check_range("learning rate", self.lr, 1e-7, 1.0)
-        check_range("batch size", self.batch_size, 1, 4096)
-        check_range("steps", self.steps, 1, 10_000_000)
 
 
 PRESETS = {

@@ -60,22 +60,27 @@ class MusicConfig:
         self.midi_files = tuple(str(f) for f in self.midi_files)
 
     def validate(self):
-        if self.dataset != "chorales":
-            raise ValueError(f"Unknown dataset {self.dataset!r}; the music family trains on 'chorales' "
-                             "(plus any MIDI files you add).")
-        check_range("transposition", self.transpose, 0, 11)
-        check_range("window length", self.seq_len, 4, 1024)
+        check_common(self)
         check_range("embedding size", self.d_model, 4, 2048)
         check_range("attention heads", self.n_heads, 1, 32)
         check_range("key size", self.head_dim, 2, 1024)
         check_range("transformer blocks", self.n_layers, 1, 24)
         check_range("feed-forward width", self.ff_dim, 4, 8192)
-        check_range("dropout", self.dropout, 0.0, 0.9)
-        check_range("learning rate", self.lr, 1e-7, 1.0)
-        check_range("batch size", self.batch_size, 1, 4096)
-        check_range("steps", self.steps, 1, 10_000_000)
         if self.d_model % 2:
             raise ValueError(f"Embedding size must be even (sine and cosine pairs); got {self.d_model}.")
+
+
+def check_common(config) -> None:
+    """The settings every music family shares: data, window and optimisation."""
+    if config.dataset != "chorales":
+        raise ValueError(f"Unknown dataset {config.dataset!r}; the music families train on 'chorales' "
+                         "(plus any MIDI files you add).")
+    check_range("transposition", config.transpose, 0, 11)
+    check_range("window length", config.seq_len, 4, 1024)
+    check_range("dropout", config.dropout, 0.0, 0.9)
+    check_range("learning rate", config.lr, 1e-7, 1.0)
+    check_range("batch size", config.batch_size, 1, 4096)
+    check_range("steps", config.steps, 1, 10_000_000)
 
 
 PRESETS = {
