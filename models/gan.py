@@ -322,6 +322,55 @@ def diversity(images, dataset: str) -> dict:
             "collapse": ratio < 0.6 or int((classes > 0).sum()) <= 3}
 
 
+HINTS = ("The book's remedies: lower D's learning rate, raise D's dropout, smooth or add noise to D's "
+         "labels; or switch to the WGAN-GP loss, whose critic keeps giving G useful gradients.")
+
+
+def diagnose(metrics: dict, diversity_score: dict | None = None, loss: str = "bce") -> list[str]:
+    """Plain-words warnings from the latest training metrics and a diversity score (empty when all is well)."""
+    notes = []
+    if diversity_score and diversity_score["collapse"]:
+        notes.append(f"**Mode collapse?** The fixed-noise samples look alike (diversity "
+                     f"{diversity_score['diversity']:.2f} of real data's, {diversity_score['classes_seen']} "
+                     f"classes seen). {HINTS}")
+    if loss == "bce" and metrics.get("d_loss", 1.0) < 0.1:
+        notes.append("**D is winning**: its loss is near 0, so G's gradients vanish. " + HINTS)
+    if metrics.get("g_grad_norm", 1.0) < 1e-3:
+        notes.append("**G has stopped learning**: its gradient norm is almost 0.")
+    return notes
+
+
+def upsample(x: torch.Tensor, how: str) -> torch.Tensor:
+    """Double the size of (B, 1, H, W) with unit weights, to show how each way spreads a constant input:
+    ``"transposed k3 s2"`` and ``"transposed k4 s2"`` (as a GAN generator), or ``"resize + conv k3"``
+    (nearest-neighbour upsampling then a 3×3 convolution, Odena et al. 2016)."""
+    if how == "resize + conv k3":
+        return F.conv2d(F.interpolate(x, scale_factor=2, mode="nearest"), torch.ones(1, 1, 3, 3), padding=1)
+    kernel = {"transposed k3 s2": 3, "transposed k4 s2": 4}.get(how)
+    if kernel is None:
+        raise ValueError(f"Upsampling must be one of {UPSAMPLINGS}; got {how!r}.")
+    return F.conv_transpose2d(x, torch.ones(1, 1, kernel, kernel), stride=2, padding=1,
+                              output_padding=1 if kernel == 3 else 0)
+
+
+UPSAMPLINGS = ("transposed k3 s2", "transposed k4 s2", "resize + conv k3")
+
+
+def checkerboard(how: str, layers: int = 1, size: int = 6) -> torch.Tensor:
+    """What ``layers`` upsamplings with all-ones kernels make of a constant image (size×size): with
+    kernel 3 and stride 2 the kernels overlap unevenly and every other pixel gets more (the
+    checkerboard of Odena et al. 2016, "Deconvolution and Checkerboard Artifacts"); kernel 4 with
+    stride 2 overlaps evenly inside the image, resize + conv does too. Returns the (H, W) output
+    divided by its median, so 1 means "as expected" and anything else is an artefact."""
+    check_range("layers", layers, 1, 4)
+    check_range("input size", size, 2, 32)
+    x = torch.ones(1, 1, size, size)
+    for _ in range(layers):
+        x = upsample(x, how)
+    x = x[0, 0]
+    return x / x.median()
+
+
 FAMILY = Family(
     name="gan",
     title="GAN (DCGAN / WGAN-GP)",
