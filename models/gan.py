@@ -90,7 +90,7 @@ PRESETS = {
     # Narrower nets, batch norm in G and Adam 2e-4 (DCGAN's values) so a useful model trains in about
     # 20 minutes on one CPU thread.
     "cpu": {"latent_dim": 64, "g_channels": (64, 32), "d_channels": (32, 64, 64), "batchnorm": True,
-            "lr_d": 2e-4, "lr_g": 2e-4, "steps": 6000},
+            "lr_d": 2e-4, "lr_g": 2e-4, "steps": 3000},
     "tiny": {"latent_dim": 8, "g_channels": (8, 4), "d_channels": (4, 8, 8), "batch_size": 8, "steps": 2},
 }
 

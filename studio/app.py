@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import gradio as gr
 
-from studio.tabs import diffusion, gan, vae
+from studio.tabs import diffusion, gan, gan_lab, vae
 
-TABS = [vae, diffusion, gan]  # one module per family tab: TITLE and build(demo)
+TABS = [vae, diffusion, gan, gan_lab]  # one module per family tab: TITLE and build(demo)
 
 HEADER = """# Generative Deep Learning Studio
 Explore generative models by clicking: every tab has a shipped checkpoint trained by this project,

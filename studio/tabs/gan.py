@@ -142,7 +142,7 @@ def checkerboard_demo(layers):
     m = 2 ** int(layers)  # border pixels see fewer patches whatever the method: judge the inside
     for i, (how, x) in enumerate(outs.items()):
         ax = fig.add_subplot(1, 3, i + 1)
-        im = ax.imshow(x, cmap="magma", vmin=0, vmax=top)
+        im = ax.imshow(x.numpy(), cmap="magma", vmin=0, vmax=top)
         inner = x[m:-m, m:-m]
         ax.set_title(f"{how}\ninside: {float(inner.min()):.2f}–{float(inner.max()):.2f}", fontsize=9)
         ax.set_xticks([])
