@@ -181,6 +181,10 @@ def play(lab, shown, steps_per_frame):
     yield (lab, *views(lab, shown), status(lab, f"Stopped after {MAX_PLAY_STEPS} steps."))
 
 
+def paused(lab) -> str:
+    return status(lab, "Paused.") if lab is not None else ""
+
+
 @friendly
 def switch_loss(lab, loss, shown):
     if lab is None:
@@ -227,7 +231,7 @@ def build(demo: gr.Blocks):
                 reset_btn = gr.Button("Reset", variant="secondary", elem_id="ganlab-reset")
             with gr.Row():
                 play_btn = gr.Button("▶ Play", variant="primary", elem_id="ganlab-play")
-                pause_btn = gr.Button("⏸ Pause", variant="stop")
+                pause_btn = gr.Button("Pause", variant="stop")
                 k = gr.Slider(1, 200, value=10, step=1, label="Steps per frame / per click")
                 step_btn = gr.Button("Step D+G")
                 d_btn = gr.Button("Train D only")
@@ -242,7 +246,8 @@ def build(demo: gr.Blocks):
                         "data. Then choose **drawn** above and press Reset.")
             with gr.Row():
                 draw = gr.Image(value=canvas([]), label="Canvas: the plane [-2, 2]²", format="png",
-                                interactive=False, height=CANVAS_PX + 20, width=CANVAS_PX + 20)
+                                interactive=False, height=CANVAS_PX + 20, width=CANVAS_PX + 20,
+                                elem_id="ganlab-canvas")
                 clear_btn = gr.Button("Clear points")
 
     settings = [dataset, loss, lr_d, lr_g, hidden, layers, seed, points]
@@ -250,7 +255,7 @@ def build(demo: gr.Blocks):
     reset_btn.click(reset, settings, outs, api_name=False)
     demo.load(reset, settings, outs, api_name=False)
     playing = play_btn.click(play, [lab, shown, k], outs, show_progress="hidden", api_name=False)
-    pause_btn.click(None, None, None, cancels=[playing])
+    pause_btn.click(paused, lab, status_md, cancels=[playing], api_name=False)
     for btn, which in ((step_btn, "both"), (d_btn, "D"), (g_btn, "G")):
         btn.click(step, [lab, shown, gr.State(which), k], outs, api_name=False)
     loss.change(switch_loss, [lab, loss, shown], [lab, plane, curve_img], api_name=False)
