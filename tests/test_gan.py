@@ -171,3 +171,18 @@ def test_shipped_checkpoint_draws_the_classes_it_is_asked_for(name, min_acc):
     torch.manual_seed(0)
     untrained_acc, *_ = scores(gan.build(config).eval())
     assert untrained_acc < 0.3
+
+
+def test_switch_changes_a_running_config_and_refuses_bad_values():
+    config = FAM.config("tiny")
+    assert gan.switch(config, loss="wgan-gp", lr_d=1e-3) == ["loss bce → wgan-gp", "lr_d 0.0001 → 0.001"]
+    assert config.loss == "wgan-gp" and config.lr_d == 1e-3
+    model = gan.build(config)
+    opts = gan.optimizers(model, FAM.config("tiny"))
+    out = gan.train_step(model, batch(config), config, opts)
+    assert "wasserstein" in out and opts["d"].param_groups[0]["lr"] == 1e-3  # read at the next step
+    with pytest.raises(ValueError, match="label smoothing"):
+        gan.switch(config, label_smoothing=0.9)
+    assert config.label_smoothing == 0.0  # nothing half-applied
+    with pytest.raises(ValueError, match="Only"):
+        gan.switch(config, latent_dim=3)

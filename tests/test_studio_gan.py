@@ -1,7 +1,6 @@
 """The GAN and GAN Lab tabs' handlers, called as the page calls them: good input gives the views,
 bad input a clear message (gr.Error), and training from the page streams curves, previews and a
 diversity verdict."""
-import time
 from types import SimpleNamespace
 
 import gradio as gr
@@ -87,6 +86,29 @@ def test_train_from_the_page_streams_curves_preview_and_diversity(user_dir, monk
     assert "t1" in [v for _, v in widgets.checkpoint_choices("gan")]
     with pytest.raises(gr.Error, match="Train first"):
         tab.replay([], 0)
+
+
+def test_switching_settings_mid_run_is_marked_on_the_curves(user_dir, monkeypatch):
+    monkeypatch.setattr(tab.gan, "PRESETS", {**tab.gan.PRESETS, "cpu": tab.gan.PRESETS["tiny"]})
+    with pytest.raises(gr.Error, match="No GAN training in progress"):
+        tab.switch_live("wgan-gp", 2, 10.0, 0.0, 0.05, 2e-4, 2e-4)
+    run = tab.train_start("mnist", False, "bce", 1, 10.0, 0.0, 0.05, 0.2, 2e-4, 2e-4, 2000, 16, "t3", SHIPPED)
+    for _ in run:
+        if jobs.JOBS.current.progress is not None:
+            break
+    message = tab.switch_live("wgan-gp", 2, 10.0, 0.0, 0.05, 2e-4, 1e-3)
+    assert "loss bce → wgan-gp" in message and "lr_g" in message
+    with pytest.raises(gr.Error, match="label smoothing"):
+        tab.switch_live("wgan-gp", 2, 10.0, 0.9, 0.05, 2e-4, 1e-3)
+    (mark, _), = tab.MARKS["t3"]
+    curves = None
+    for out in run:
+        if hasattr(out[1], "axes") and jobs.JOBS.current.progress.step > mark:
+            curves = out[1]
+            jobs.JOBS.cancel()
+    assert "Cancelled" in out[0]
+    assert jobs.JOBS.current.config.loss == "wgan-gp"
+    assert all(any(line.get_linestyle() == ":" for line in ax.lines) for ax in curves.axes)
 
 
 def test_training_refuses_bad_settings(user_dir):

@@ -16,3 +16,7 @@ python -m models.train vae --preset book --set dataset=fashion --set latent_dim=
 # classifier-free guidance), cpu preset: 3,000 steps at batch 64, about 20 minutes each on 2 CPU cores.
 python -m models.train diffusion --preset cpu --set dataset=mnist --set conditional=true --name diffusion_mnist_cond
 python -m models.train diffusion --preset cpu --set dataset=fashion --set conditional=true --name diffusion_fashion_cond
+# GANs: class-conditional DCGAN (cpu preset: G 64-32 with batch norm, D 32-64-64 projection discriminator,
+# latent 64, BCE with label noise 0.05, Adam 2e-4 β₁ 0.5, batch 64), 3,000 steps, one CPU thread each.
+python -m models.train gan --preset cpu --set dataset=mnist --set conditional=true --name gan_mnist
+python -m models.train gan --preset cpu --set dataset=fashion --set conditional=true --name gan_fashion
