@@ -54,7 +54,7 @@ def select_checkpoint(name: str):
     m = card.get("metrics", {})
     if "d_on_real_test" in m:
         text += (f"  \nD's belief that an image is real: {m['d_on_real_test']:.2f} on held-out real images, "
-                 f"{m['d_on_fake']:.2f} on fakes (close together: D can no longer tell them apart)")
+                 f"{m['d_on_fake']:.2f} on fakes (both near 0.5 would mean it can no longer tell them apart)")
     return text, classes, classes
 
 
