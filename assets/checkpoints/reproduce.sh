@@ -27,3 +27,7 @@ OMP_NUM_THREADS=1 python -m models.train music --preset cpu --name music_chorale
 # Attention RNN (Foster 1st ed. ch. 7: 2 LSTM layers × 192 units, attention over the window of 64 notes),
 # cpu preset: 2,500 steps at batch 32, about 15 minutes on one idle CPU thread.
 OMP_NUM_THREADS=1 python -m models.train music_rnn --preset cpu --name music_rnn_chorales
+# GANs: class-conditional DCGAN (cpu preset: G 64-32 with batch norm, D 32-64-64 projection discriminator,
+# latent 64, BCE with label noise 0.05, Adam 2e-4 β₁ 0.5, batch 64), 3,000 steps, one CPU thread each.
+python -m models.train gan --preset cpu --set dataset=mnist --set conditional=true --name gan_mnist
+python -m models.train gan --preset cpu --set dataset=fashion --set conditional=true --name gan_fashion

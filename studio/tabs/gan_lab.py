@@ -1,0 +1,267 @@
+"""The GAN Lab tab: a GAN on toy 2-D data that you can play, pause and step, train one side at a
+time, switch loss or learning rates while it runs, and watch from every angle: real and fake points,
+the discriminator's heatmap, the generator's warped noise grid, the push on each fake, and the
+losses with KL/JS curves."""
+from __future__ import annotations
+
+import time
+
+import gradio as gr
+import numpy as np
+from matplotlib.figure import Figure
+
+from models import gan2d
+from studio import widgets
+from studio.widgets import friendly
+
+TITLE = "GAN Lab"
+CANVAS_PX = 320  # the drawing canvas is CANVAS_PX square and maps linearly onto [-EXTENT, EXTENT]²
+FRAME_S = 0.15  # at most this often a frame while playing
+MAX_PLAY_STEPS = 20_000  # a play run stops by itself after this many steps
+VIEWS = ["D heatmap", "noise grid", "fake gradients", "real points", "fake points"]
+
+
+# --- drawing ---
+
+def canvas(points) -> np.ndarray:
+    """The drawing canvas: the plane with its axes, and the points clicked so far."""
+    fig = Figure(figsize=(CANVAS_PX / 100, CANVAS_PX / 100), dpi=100)
+    ax = fig.add_axes((0, 0, 1, 1))  # the axes fill the image, so pixels map linearly to data
+    e = gan2d.EXTENT
+    ax.set_xlim(-e, e)
+    ax.set_ylim(-e, e)
+    ax.axhline(0, color="0.8", lw=0.8)
+    ax.axvline(0, color="0.8", lw=0.8)
+    for v in np.arange(-e + 0.5, e, 0.5):
+        ax.axhline(v, color="0.93", lw=0.5)
+        ax.axvline(v, color="0.93", lw=0.5)
+    if points:
+        p = np.asarray(points)
+        ax.scatter(p[:, 0], p[:, 1], s=25, color="#1b9e77")
+    ax.text(-e + 0.08, e - 0.25, f"{len(points or [])} points (at least {gan2d.MIN_POINTS})", fontsize=8)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return widgets.figure_to_array(fig)
+
+
+def pixel_to_plane(px: float, py: float, size: int = CANVAS_PX) -> tuple[float, float]:
+    e = gan2d.EXTENT
+    return -e + 2 * e * px / size, e - 2 * e * py / size
+
+
+def add_point(points, evt: gr.SelectData):
+    px, py = evt.index
+    points = list(points or []) + [list(pixel_to_plane(px, py))]
+    return points, canvas(points)
+
+
+def clear_points():
+    return [], canvas([])
+
+
+# --- the lab ---
+
+@friendly
+def reset(dataset, loss, lr_d, lr_g, hidden, layers, seed, points):
+    """A fresh lab with the chosen settings (a drawn distribution needs enough points)."""
+    if seed is None or float(seed) != int(seed):
+        raise ValueError("Seed must be a whole number ≥ 0.")
+    lab = gan2d.make_lab(gan2d.LabConfig(dataset=dataset, loss=loss, lr_d=float(lr_d), lr_g=float(lr_g),
+                                         hidden=int(hidden), layers=int(layers), seed=int(seed)), points=points)
+    lab.history.append({"step": 0, **gan2d.divergences(lab)})
+    return (lab, *views(lab, VIEWS), f"New lab: {dataset}, {loss} loss, seed {int(seed)}. Press Play or Step.")
+
+
+def _need(lab):
+    if lab is None:
+        raise ValueError("Press Reset first to build a lab.")
+
+
+def frame(lab, shown) -> np.ndarray:
+    """The plane: D's heatmap, the generator's noise grid, real and fake points, the push on fakes."""
+    shown = set(shown or [])
+    e = gan2d.EXTENT
+    fig = Figure(figsize=(5.2, 4.6), dpi=90, layout="constrained")
+    ax = fig.add_subplot()
+    if "D heatmap" in shown:
+        heat = gan2d.d_heatmap(lab, 64).numpy()
+        if lab.config.loss == "log":
+            im = ax.imshow(heat, extent=(-e, e, -e, e), cmap="PRGn", vmin=0, vmax=1, alpha=0.55)
+            label = "D: P(real)"
+        else:
+            mid = 0.5 if lab.config.loss == "least-squares" else 0.0  # LSGAN's boundary: halfway from 0 to 1
+            lim = float(np.abs(heat - mid).max()) or 1.0
+            im = ax.imshow(heat, extent=(-e, e, -e, e), cmap="PRGn", vmin=mid - lim, vmax=mid + lim, alpha=0.55)
+            label = "D's score (higher = more real)"
+        fig.colorbar(im, ax=ax, shrink=0.8, label=label)
+    if "noise grid" in shown:
+        for line in gan2d.noise_grid(lab, 11, 40).numpy():
+            ax.plot(line[:, 0], line[:, 1], color="0.45", lw=0.6, alpha=0.7)
+    real, fake = gan2d.samples(lab, 300)
+    if "real points" in shown:
+        ax.scatter(real[:, 0], real[:, 1], s=5, color="#1b9e77", label="real")
+    if "fake points" in shown:
+        ax.scatter(fake[:, 0], fake[:, 1], s=5, color="#7570b3", label="fake")
+    if "fake gradients" in shown:
+        pts, push = gan2d.fake_gradients(lab, 60)
+        norm = push.norm(dim=1, keepdim=True).max().clamp_min(1e-12)
+        push = (push / norm * 0.4).numpy()  # longest arrow 0.4 units: directions and relative sizes
+        ax.quiver(pts[:, 0], pts[:, 1], push[:, 0], push[:, 1], angles="xy", scale_units="xy", scale=1,
+                  color="#d95f02", width=0.004)
+    ax.set_xlim(-e, e)
+    ax.set_ylim(-e, e)
+    ax.set_aspect("equal")
+    ax.set_xlabel("x₁")
+    ax.set_ylabel("x₂")
+    ax.set_title(f"step {lab.step}: {lab.config.dataset}, {lab.config.loss} loss", fontsize=10)
+    if shown & {"real points", "fake points"}:
+        ax.legend(loc="lower right", fontsize=8, markerscale=2)
+    return widgets.figure_to_array(fig)
+
+
+def curves(lab) -> np.ndarray:
+    """Losses and KL/JS against step, with every live change of loss or learning rate marked."""
+    fig = Figure(figsize=(7.5, 2.6), dpi=90, layout="constrained")
+    panels = [("d_loss", "g_loss"), ("kl", "js")]
+    titles = ["losses (D, G)", "divergence real ‖ fake (nats)"]
+    for i, (keys, title) in enumerate(zip(panels, titles)):
+        ax = fig.add_subplot(1, 2, i + 1)
+        for j, key in enumerate(keys):
+            rows = [h for h in lab.history if key in h]
+            ax.plot([h["step"] for h in rows], [h[key] for h in rows], color=f"C{j + 2 * i}", label=key)
+        for step, what in lab.marks:
+            ax.axvline(step, color="k", ls=":", lw=1)
+            ax.text(step, ax.get_ylim()[1], f" {what}", fontsize=7, va="top", rotation=90)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("step")
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    return widgets.figure_to_array(fig)
+
+
+def views(lab, shown):
+    return frame(lab, shown), curves(lab)
+
+
+def status(lab, note: str = "") -> str:
+    last = next((h for h in reversed(lab.history) if "kl" in h), {})
+    row = lab.history[-1] if lab.history else {}
+    parts = [f"step **{lab.step}**"]
+    if "d_loss" in row:
+        parts.append(f"D loss {row['d_loss']:.3f}, G loss {row['g_loss']:.3f} (trained: {row['trained']})")
+    if last:
+        parts.append(f"KL {last['kl']:.2f}, JS {last['js']:.3f} nats")
+    return ", ".join(parts) + (f". {note}" if note else "")
+
+
+@friendly
+def step(lab, shown, which: str, n):
+    """One click: ``n`` steps of D and G, D only, or G only."""
+    _need(lab)
+    train_d, train_g = {"both": (True, True), "D": (True, False), "G": (False, True)}[which]
+    gan2d.run(lab, int(n), train_d, train_g)
+    return (lab, *views(lab, shown), status(lab))
+
+
+@friendly
+def play(lab, shown, steps_per_frame):
+    """Train until paused (or MAX_PLAY_STEPS), streaming a frame every FRAME_S seconds at most. Loss and
+    learning-rate changes made while it plays apply at the next step (the lab is shared)."""
+    _need(lab)
+    k = int(steps_per_frame)
+    if not 1 <= k <= 200:
+        raise ValueError(f"Steps per frame must be from 1 to 200; got {k}.")
+    start = lab.step
+    last = 0.0
+    while lab.step - start < MAX_PLAY_STEPS:
+        gan2d.run(lab, k)
+        if time.time() - last > FRAME_S:
+            last = time.time()
+            yield (lab, *views(lab, shown), status(lab, "Playing…"))
+    yield (lab, *views(lab, shown), status(lab, f"Stopped after {MAX_PLAY_STEPS} steps."))
+
+
+def paused(lab) -> str:
+    return status(lab, "Paused.") if lab is not None else ""
+
+
+@friendly
+def switch_loss(lab, loss, shown):
+    if lab is None:
+        return gr.update(), gr.update(), gr.update()
+    gan2d.set_loss(lab, loss)
+    return (lab, *views(lab, shown))
+
+
+@friendly
+def switch_lr(lab, lr_d, lr_g):
+    if lab is None:
+        return gr.update(), ""
+    gan2d.set_learning_rates(lab, float(lr_d), float(lr_g))
+    return lab, status(lab, f"Learning rates now D {float(lr_d):g}, G {float(lr_g):g}.")
+
+
+@friendly
+def redraw(lab, shown):
+    _need(lab)
+    return views(lab, shown)
+
+
+# --- layout ---
+
+def build(demo: gr.Blocks):
+    gr.Markdown("GAN Lab in two dimensions, after [Kahng et al.](https://poloclub.github.io/ganlab/): the "
+                "generator (purple) learns to bend a square of noise into the real data (green). The "
+                "background is the discriminator's opinion; arrows show where each fake is pushed. Play, "
+                "pause, step one network at a time, and change the loss or learning rates while it runs "
+                "(marked on the curves).")
+    lab = gr.State(None)
+    points = gr.State([])
+    with gr.Column():
+        with gr.Accordion("Lab", open=True):
+            with gr.Row():
+                dataset = gr.Radio(list(gan2d.DATASETS), value="ring", label="Data (drawn: click on the canvas below)")
+                loss = gr.Radio(list(gan2d.LOSSES), value="log", label="Loss (switches live)")
+                seed = gr.Number(value=0, precision=0, label="Seed")
+            with gr.Row():
+                lr_d = gr.Number(value=5e-3, label="D learning rate (live)")
+                lr_g = gr.Number(value=5e-3, label="G learning rate (live)")
+                hidden = gr.Slider(4, 256, value=64, step=4, label="Neurons per layer")
+                layers = gr.Slider(1, 4, value=2, step=1, label="Hidden layers")
+                reset_btn = gr.Button("Reset", variant="secondary", elem_id="ganlab-reset")
+            with gr.Row():
+                play_btn = gr.Button("▶ Play", variant="primary", elem_id="ganlab-play")
+                pause_btn = gr.Button("Pause", variant="stop")
+                k = gr.Slider(1, 200, value=10, step=1, label="Steps per frame / per click")
+                step_btn = gr.Button("Step D+G")
+                d_btn = gr.Button("Train D only")
+                g_btn = gr.Button("Train G only")
+            shown = gr.CheckboxGroup(VIEWS, value=VIEWS, label="Show")
+            status_md = gr.Markdown(elem_id="ganlab-status")
+            with gr.Row():
+                plane = gr.Image(label="The plane", format="png", interactive=False, elem_id="ganlab-plane")
+                curve_img = gr.Image(label="Curves", format="png", interactive=False)
+        with gr.Accordion("Draw your own distribution", open=False):
+            gr.Markdown(f"Click to add points (at least {gan2d.MIN_POINTS}); each becomes a small blob of real "
+                        "data. Then choose **drawn** above and press Reset.")
+            with gr.Row():
+                draw = gr.Image(value=canvas([]), label="Canvas: the plane [-2, 2]²", format="png",
+                                interactive=False, height=CANVAS_PX + 20, width=CANVAS_PX + 20,
+                                elem_id="ganlab-canvas")
+                clear_btn = gr.Button("Clear points")
+
+    settings = [dataset, loss, lr_d, lr_g, hidden, layers, seed, points]
+    outs = [lab, plane, curve_img, status_md]
+    reset_btn.click(reset, settings, outs, api_name=False)
+    demo.load(reset, settings, outs, api_name=False)
+    playing = play_btn.click(play, [lab, shown, k], outs, show_progress="hidden", api_name=False)
+    pause_btn.click(paused, lab, status_md, cancels=[playing], api_name=False)
+    for btn, which in ((step_btn, "both"), (d_btn, "D"), (g_btn, "G")):
+        btn.click(step, [lab, shown, gr.State(which), k], outs, api_name=False)
+    loss.change(switch_loss, [lab, loss, shown], [lab, plane, curve_img], api_name=False)
+    for box in (lr_d, lr_g):
+        for event in (box.submit, box.blur):
+            event(switch_lr, [lab, lr_d, lr_g], [lab, status_md], api_name=False)
+    shown.change(redraw, [lab, shown], [plane, curve_img], api_name=False, show_progress="hidden")
+    draw.select(add_point, points, [points, draw], api_name=False)
+    clear_btn.click(clear_points, None, [points, draw], api_name=False)
