@@ -194,11 +194,11 @@ def train_step(model: GPT, batch, config: GPTConfig) -> dict:
 
 def sample(model: GPT, n: int, generator: torch.Generator | None = None, prompt: str = "", length: int = 200,
            temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, greedy: bool = False,
-           stop_at_sep: bool = False, use_cache: bool = True):
+           stop_at_sep: bool = False, allow_unk: bool = False, use_cache: bool = True):
     """Yields the ``n`` texts (a list of str: prompt + continuation) after every new token."""
     yield from text.sample_texts(model, n, generator, prompt=prompt, length=length, temperature=temperature,
                                  top_k=top_k, top_p=top_p, greedy=greedy, stop_at_sep=stop_at_sep,
-                                 use_cache=use_cache)
+                                 allow_unk=allow_unk, use_cache=use_cache)
 
 
 FAMILY = Family(

@@ -86,10 +86,11 @@ def train_step(model: RecurrentLM, batch, config: LSTMConfig) -> dict:
 
 def sample(model: RecurrentLM, n: int, generator: torch.Generator | None = None, prompt: str = "",
            length: int = 60, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-           greedy: bool = False, stop_at_sep: bool = False):
+           greedy: bool = False, stop_at_sep: bool = False, allow_unk: bool = False):
     """Yields the ``n`` texts (a list of str: prompt + continuation) after every new token."""
     yield from text.sample_texts(model, n, generator, prompt=prompt, length=length, temperature=temperature,
-                                 top_k=top_k, top_p=top_p, greedy=greedy, stop_at_sep=stop_at_sep)
+                                 top_k=top_k, top_p=top_p, greedy=greedy, stop_at_sep=stop_at_sep,
+                                 allow_unk=allow_unk)
 
 
 FAMILY = Family(

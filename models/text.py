@@ -323,10 +323,15 @@ def truncate(probs: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.T
     return p
 
 
-def distributions(logits: torch.Tensor, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0):
-    """Next-token probabilities before (τ = 1, nothing cut) and after temperature and truncation."""
+def distributions(logits: torch.Tensor, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+                  banned: tuple = ()):
+    """Next-token probabilities before (τ = 1, nothing cut) and after temperature and truncation;
+    ``banned`` token ids (e.g. <unk>) get probability 0 after."""
     logits = logits.double()  # float64 so truncation sums and ties are exact and reproducible
     before = torch.softmax(logits, -1)
+    if banned:
+        logits = logits.clone()
+        logits[..., list(banned)] = float("-inf")
     after = truncate(torch.softmax(logits / temperature, -1), top_k, top_p)
     return before, after
 
@@ -363,11 +368,12 @@ def prompt_ids(tokenizer: Tokenizer, prompt: str) -> list[int]:
 @torch.no_grad()
 def decode(model, tokenizer: Tokenizer, n: int, generator, prompt: str = "", length: int = 200,
            temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, greedy: bool = False,
-           stop_at_sep: bool = False, use_cache: bool = True):
+           stop_at_sep: bool = False, use_cache: bool = True, allow_unk: bool = False):
     """Sample ``n`` continuations of ``prompt`` token by token, yielding a :class:`Step` each time.
 
     The n sequences are drawn in one batch from the same ``generator``; ``stop_at_sep`` ends the
-    run when every sequence has produced the separator (the end of a document).
+    run when every sequence has produced the separator (the end of a document). <unk> (a rare word
+    the vocabulary dropped) is never drawn unless ``allow_unk``.
     """
     check_range("number of samples", n, 1, 64)
     check_range("length", length, 1, 5000)
@@ -384,7 +390,7 @@ def decode(model, tokenizer: Tokenizer, n: int, generator, prompt: str = "", len
     cache = None
     for _ in range(int(length)):
         logits, cache = model.next_logits(tokens, cache if use_cache else None)
-        before, after = distributions(logits.cpu(), temperature, top_k, top_p)
+        before, after = distributions(logits.cpu(), temperature, top_k, top_p, () if allow_unk else (0,))
         nxt = choose(after, generator, greedy).to(device)
         nxt = torch.where(done, torch.ones_like(nxt), nxt)  # finished rows keep emitting <sep>
         prev = tokens[:, -1].tolist()
