@@ -16,3 +16,8 @@ python -m models.train vae --preset book --set dataset=fashion --set latent_dim=
 # classifier-free guidance), cpu preset: 3,000 steps at batch 64, about 20 minutes each on 2 CPU cores.
 python -m models.train diffusion --preset cpu --set dataset=mnist --set conditional=true --name diffusion_mnist_cond
 python -m models.train diffusion --preset cpu --set dataset=fashion --set conditional=true --name diffusion_fashion_cond
+# Text (trained on 1 CPU thread while the machine was shared: OMP_NUM_THREADS=1). GPT: char-level
+# Hamlet, 4 layers × 4 heads, width 128, context 128, dropout 0.2. LSTM: Foster's settings
+# (embedding 100, LSTM 256, dropout 0.2), word level, 3,000-word vocabulary of the review snippets.
+python -m models.train gpt --preset cpu --set dataset=hamlet --name gpt_hamlet
+python -m models.train lstm --preset cpu --set dataset=reviews --name lstm_reviews
