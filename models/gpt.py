@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models import text
-from models.family import Family, check_range
+from models.family import check_range
 
 
 @dataclass
@@ -201,17 +201,4 @@ def sample(model: GPT, n: int, generator: torch.Generator | None = None, prompt:
                                  allow_unk=allow_unk, use_cache=use_cache)
 
 
-FAMILY = Family(
-    name="gpt",
-    title="Transformer decoder (GPT)",
-    config_cls=GPTConfig,
-    build=build,
-    train_step=train_step,
-    sample=sample,
-    evaluate=text.evaluate,
-    presets=PRESETS,
-    data=text.windows,
-    preview=text.preview,
-    kind="text",
-    unit="sequences",
-)
+FAMILY = text.family("gpt", "Transformer decoder (GPT)", GPTConfig, build, train_step, sample, PRESETS)

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from models import text
-from models.family import Family, check_range
+from models.family import check_range
 
 
 @dataclass
@@ -93,17 +93,4 @@ def sample(model: RecurrentLM, n: int, generator: torch.Generator | None = None,
                                  allow_unk=allow_unk)
 
 
-FAMILY = Family(
-    name="lstm",
-    title="Recurrent language model (LSTM / GRU)",
-    config_cls=LSTMConfig,
-    build=build,
-    train_step=train_step,
-    sample=sample,
-    evaluate=text.evaluate,
-    presets=PRESETS,
-    data=text.windows,
-    preview=text.preview,
-    kind="text",
-    unit="sequences",
-)
+FAMILY = text.family("lstm", "Recurrent language model (LSTM / GRU)", LSTMConfig, build, train_step, sample, PRESETS)

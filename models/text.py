@@ -42,7 +42,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from models.family import check_range, device_of
+from models.family import Family, check_range, device_of, last
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "assets" / "data"
 UPLOADS = Path(__file__).resolve().parent.parent / "runs" / "corpora"
@@ -419,9 +419,14 @@ def sample_texts(model, n: int, generator=None, **controls):
 def preview(model, generator) -> str:
     """What training shows: a new document from the model, 60 words or 300 characters, τ = 0.8."""
     length = 300 if model.tokenizer.level == "char" else 60
-    from models.family import last
-
     return last(sample_texts(model, 1, generator, length=length, temperature=0.8, stop_at_sep=True))[0]
+
+
+def family(name: str, title: str, config_cls, build, train_step, sample, presets) -> Family:
+    """The Family record of a text family: the shared data, evaluation and preview hooks."""
+    return Family(name=name, title=title, config_cls=config_cls, build=build, train_step=train_step,
+                  sample=sample, evaluate=evaluate, presets=presets, data=windows, preview=preview,
+                  kind="text", unit="sequences")
 
 
 def repetition(ids: list[int], n: int = 4) -> float:

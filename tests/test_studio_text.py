@@ -4,7 +4,6 @@ temperature comparison, attention maps, uploads, and clear messages for bad inpu
 from types import SimpleNamespace
 
 import gradio as gr
-import numpy as np
 import pytest
 import torch
 

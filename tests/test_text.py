@@ -1,6 +1,5 @@
 """The shared text pieces: corpora, tokenisers, uploads, and the sampling maths (temperature,
 top-k, top-p, greedy, entropy) that both text families use."""
-import math
 
 import pytest
 import torch
