@@ -392,7 +392,8 @@ def decode(model, tokenizer: Tokenizer, n: int, generator, prompt: str = "", len
         logits, cache = model.next_logits(tokens, cache if use_cache else None)
         before, after = distributions(logits.cpu(), temperature, top_k, top_p, () if allow_unk else (0,))
         nxt = choose(after, generator, greedy).to(device)
-        nxt = torch.where(done, torch.ones_like(nxt), nxt)  # finished rows keep emitting <sep>
+        if stop_at_sep:
+            nxt = torch.where(done, torch.ones_like(nxt), nxt)  # finished rows keep emitting <sep>
         prev = tokens[:, -1].tolist()
         tokens = torch.cat([tokens, nxt[:, None]], 1)
         done |= nxt == 1

@@ -36,7 +36,7 @@ def test_choices_list_both_families_and_cards(ckpts):
     assert "tiny_gpt" in names and "tiny_lstm" in names
     card, prompt, att, layer, head = tab.select_checkpoint("tiny_gpt")
     assert "tiny_gpt" in card and prompt["value"].startswith("HAMLET") and att["visible"]
-    assert layer["maximum"] == 1 and head["maximum"] == 2
+    assert layer["maximum"] == 2 and head["maximum"] == 2  # sliders need maximum > minimum
     card, prompt, att, _, _ = tab.select_checkpoint("tiny_lstm")
     assert not att["visible"] and prompt["value"] == "hamlet to be, or not to be"
 

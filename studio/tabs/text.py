@@ -89,9 +89,11 @@ def select_checkpoint(name):
     prompt = EXAMPLES.get(config.dataset, "")
     if config.level == "word":
         prompt = prompt.lower().replace("\n", " ")
-    return (card_text(card), gr.update(value=prompt), gr.update(visible=is_gpt),
-            gr.update(maximum=config.layers if is_gpt else 1, value=1),
-            gr.update(maximum=config.heads if is_gpt else 1, value=1))
+    if not is_gpt:
+        return card_text(card), gr.update(value=prompt), gr.update(visible=False), gr.update(), gr.update()
+    # a slider needs maximum > minimum, so one layer or head still gets a 1–2 slider (2 is refused clearly)
+    return (card_text(card), gr.update(value=prompt), gr.update(visible=True),
+            gr.update(maximum=max(2, config.layers), value=1), gr.update(maximum=max(2, config.heads), value=1))
 
 
 # --- generation ---
@@ -140,9 +142,10 @@ def highlighted(run) -> list[tuple[str, str | None]]:
     return out
 
 
-def repetition_note(ids: list[int]) -> str:
+def repetition_note(ids: list[int], markdown: bool = True) -> str:
     rep = text.repetition(ids)
-    flag = " — **looping** (lower temperatures fall into cycles; raise τ or use top-p)" if rep > LOOPING else ""
+    looping = "**looping**" if markdown else "LOOPING"
+    flag = f" — {looping} (low temperatures fall into cycles; raise τ or use top-p)" if rep > LOOPING else ""
     return f"repeated 4-grams {rep:.0%}{flag}"
 
 
@@ -172,7 +175,7 @@ def generate(name, prompt, length, temperature, top_k, top_p, greedy, seed, stop
     how = "greedy" if greedy else (f"τ {float(temperature):g}, top-k {int(top_k) or 'off'}, top-p {float(top_p):g}")
     status = (f"{n} tokens in {time.time() - start:.1f} s ({n / max(time.time() - start, 1e-9):.0f}/s); seed {seed}, "
               f"{how}; {repetition_note(run['ids'])}. Click a coloured token to see what else could have come.")
-    yield highlighted(run), status, position_figure(run, n - 1), run, gr.update(maximum=n, value=n)
+    yield highlighted(run), status, position_figure(run, n - 1), run, gr.update(maximum=max(2, n), value=n)
 
 
 def position_figure(run, k: int) -> np.ndarray:
@@ -261,7 +264,7 @@ def compare(name, prompt, length, top_k, top_p, seed, stop):
     for t in TEMPERATURES:
         steps = list(text.decode(model, model.tokenizer, 1, seeded(seed), prompt=prompt, length=int(length),
                                  temperature=t, top_k=int(top_k), top_p=float(top_p), stop_at_sep=bool(stop)))
-        outs.append(gr.update(value=steps[-1].text[0], label=f"τ = {t}: {repetition_note(steps[-1].ids)}"))
+        outs.append(gr.update(value=steps[-1].text[0], label=f"τ = {t}: {repetition_note(steps[-1].ids, markdown=False)}"))
     return outs
 
 
@@ -402,14 +405,14 @@ def build(demo: gr.Blocks):
             gr.Markdown("The model's ten likeliest next tokens; click one to append it and predict again.")
             with gr.Row():
                 typed = gr.Textbox(label="Text", scale=4, elem_id="text-keyboard")
-                predict_btn = gr.Button("Predict", scale=1)
+                predict_btn = gr.Button("Predict", scale=1, elem_id="text-predict")
             pieces = gr.State([])
             with gr.Row():
                 keys = [gr.Button("…", size="sm", min_width=60) for _ in range(KEYS)]
             key_caption = gr.Markdown()
         with gr.Accordion("Compare temperatures", open=True):
             gr.Markdown("The same prompt, seed, top-k and top-p at five temperatures (length and stop from above).")
-            cmp_btn = gr.Button("Compare")
+            cmp_btn = gr.Button("Compare", elem_id="text-compare")
             with gr.Row():
                 cmp_out = [gr.Textbox(label=f"τ = {t}", lines=8, interactive=False) for t in TEMPERATURES]
         with gr.Accordion("Attention (transformer)", open=True, visible=True) as att_section:
@@ -452,9 +455,8 @@ def build(demo: gr.Blocks):
                 t_preview = gr.Textbox(label="Sample from a fixed seed (τ 0.8)", lines=10, interactive=False)
 
     for event in (ckpt.change, demo.load):
-        event(select_checkpoint, ckpt, [card, prompt, att_section, a_layer, a_head], api_name=False)
-    ckpt.change(lambda p: p, prompt, typed, api_name=False)
-    demo.load(lambda p: p, prompt, typed, api_name=False)
+        event(select_checkpoint, ckpt, [card, prompt, att_section, a_layer, a_head], api_name=False
+              ).then(lambda p: p, prompt, typed, api_name=False)
     gen = go.click(generate, [ckpt, prompt, length, temperature, top_k, top_p, greedy, seed, stop],
                    [out, status, dist, run, position], show_progress_on=[status], api_name="generate_text")
     cancel.click(None, None, None, cancels=[gen])
