@@ -272,6 +272,15 @@ def lm_loss(model, batch) -> dict:
     return {"loss": loss}
 
 
+def unigram_loss(config: TextConfig) -> float:
+    """Held-out loss of the best model that ignores context: each token's training frequency (add-one
+    smoothed). A language model that does not beat it has learned nothing about order."""
+    ids = _stream(config.dataset, config.level, config.vocab)
+    cut = int(len(ids) * 0.9)
+    counts = torch.bincount(ids[:cut], minlength=len(config.vocab)).double() + 1
+    return float(-(counts / counts.sum()).log()[ids[cut:]].mean())
+
+
 @torch.no_grad()
 def evaluate(model, x, batch_size: int = 64, max_windows: int = 2000) -> dict:
     """Held-out cross-entropy (nats/token), perplexity, bits per token, and next-token accuracy."""
@@ -289,7 +298,7 @@ def evaluate(model, x, batch_size: int = 64, max_windows: int = 2000) -> dict:
     loss = total / n
     return {"val_loss": round(loss, 4), "val_perplexity": round(math.exp(loss), 2),
             "bits_per_token": round(loss / math.log(2), 4), "val_accuracy": round(correct / n, 4),
-            "uniform_loss": round(math.log(model.vocab_size), 4)}
+            "uniform_loss": round(math.log(model.vocab_size), 4), "unigram_loss": round(unigram_loss(model.config), 4)}
 
 
 # --- sampling maths ---

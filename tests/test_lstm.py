@@ -45,13 +45,16 @@ SHIPPED_LSTM = SHIPPED / "lstm_reviews.safetensors"
 
 @pytest.mark.skipif(not SHIPPED_LSTM.exists(), reason="lstm_reviews not shipped")
 def test_shipped_lstm_beats_what_an_untrained_model_can():
-    """Untrained, the loss is about ln 3000 = 8.0 nats per word; the shipped model must stay under
-    5.5 (perplexity 245) on held-out reviews."""
+    """Untrained, the loss is about ln 3000 = 8.0 nats per word; word frequencies alone give 5.45 on
+    the held-out reviews. The shipped model must stay under 5.0 (perplexity 148)."""
     model, config, _ = checkpoint.load(SHIPPED_LSTM)
     (x,), _ = text.windows(config, "test")
-    assert text.evaluate(model, x, max_windows=200)["val_loss"] < 5.5
+    bound = 5.0
+    assert bound < text.unigram_loss(config) - 0.4
+    assert text.evaluate(model, x, max_windows=300)["val_loss"] < bound
+    torch.manual_seed(0)
     assert text.evaluate(FAM.build(config), x, max_windows=50)["val_loss"] > 0.9 * math.log(len(config.vocab))
     card = json.loads(SHIPPED_LSTM.with_suffix(".json").read_text())
-    assert card["metrics"]["val_loss"] < 5.5 and "val_perplexity" in card["metrics"]
+    assert card["metrics"]["val_loss"] < bound and "val_perplexity" in card["metrics"]
     reviews = last(FAM.sample(model, 4, generator=seeded(0), prompt="this movie", length=30, stop_at_sep=True))
     assert all(r.startswith("this movie") and len(r) > len("this movie") for r in reviews)

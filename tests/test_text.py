@@ -175,3 +175,16 @@ def test_sampler_controls_are_checked():
                             ({"temperature": 100.0}, "temperature"), ({"top_k": 2.5}, "whole number")]:
         with pytest.raises(ValueError, match=words):
             last(fam.sample(model, 1, generator=seeded(0), **controls))
+
+
+def test_without_stop_generation_runs_on_into_a_new_document():
+    fam = FAMILIES["lstm"]
+    torch.manual_seed(0)
+    model = fam.build(fam.config("tiny", level="word"))
+    with torch.no_grad():
+        model.head.bias[1] = 4.0  # <sep> likely, but not certain
+    steps = list(text.decode(model, model.tokenizer, 1, seeded(0), prompt="the king", length=40))
+    tokens = [s.token for s in steps]
+    first = tokens.index(1)
+    assert len(steps) == 40 and any(t != 1 for t in tokens[first:]), "text continues after <sep>"
+    assert "\n\n" in steps[-1].text[0]

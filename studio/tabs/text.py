@@ -71,7 +71,9 @@ def card_text(card: dict) -> str:
         unit = "character" if cfg.get("level") == "char" else "word"
         lines.append(f"Held-out text: loss **{m['val_loss']:.3f} nats per {unit}**, perplexity "
                      f"**{m['val_perplexity']:.1f}** (an untrained model: {m['uniform_loss']:.2f} nats, "
-                     f"perplexity {np.exp(m['uniform_loss']):.0f}), next-{unit} accuracy {m['val_accuracy']:.0%}")
+                     f"perplexity {np.exp(m['uniform_loss']):.0f}"
+                     + (f"; {unit} frequencies alone: {m['unigram_loss']:.2f}" if "unigram_loss" in m else "")
+                     + f"), next-{unit} accuracy {m['val_accuracy']:.0%}")
     if card.get("command"):
         lines.append(f"Reproduce: `{card['command']}`")
     elif "metrics" not in card:
