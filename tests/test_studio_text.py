@@ -44,18 +44,19 @@ def test_choices_list_both_families_and_cards(ckpts):
 def test_generate_streams_and_a_seed_reproduces_it(ckpts):
     args = ("tiny_gpt", "To be", 30, 0.8, 0, 1.0, False, 7, False)
     updates = list(tab.generate(*args))
-    out, status, dist, run, position = final(updates)
+    plain, out, status, dist, run, position = final(updates)
+    assert plain == "".join(piece for piece, _ in out)
     assert "30 tokens" in status and "seed 7" in status and "repeated 4-grams" in status
     assert out[0] == ("To be", None) and len(out) == 31 and all(lab in tab.BUCKETS for _, lab in out[1:])
     assert dist.ndim == 3 and position["maximum"] == 30
     again = final(list(tab.generate(*args)))
-    assert again[0] == out
+    assert again[1] == out
     other = final(list(tab.generate("tiny_gpt", "To be", 30, 0.8, 0, 1.0, False, 8, False)))
-    assert other[0] != out
+    assert other[1] != out
 
 
 def test_clicking_a_token_shows_its_alternatives(ckpts):
-    run = final(list(tab.generate("tiny_gpt", "Ham", 10, 1.0, 5, 1.0, False, 0, False)))[3]
+    run = final(list(tab.generate("tiny_gpt", "Ham", 10, 1.0, 5, 1.0, False, 0, False)))[4]
     assert tab.select_token(run, SimpleNamespace(index=3)) == 3  # item 0 is the prompt
     assert isinstance(tab.select_token(run, SimpleNamespace(index=0)), dict)  # the prompt: no change
     img = tab.show_position(run, 3)
@@ -71,7 +72,7 @@ def test_clicking_a_token_shows_its_alternatives(ckpts):
 def test_greedy_equals_top_k_one_in_the_page(ckpts):
     a = final(list(tab.generate("tiny_gpt", "To be", 20, 1.0, 1, 1.0, False, 1, False)))[0]
     b = final(list(tab.generate("tiny_gpt", "To be", 20, 1.0, 0, 1.0, True, 2, False)))[0]
-    assert [t for t, _ in a] == [t for t, _ in b]
+    assert a == b
 
 
 @pytest.mark.parametrize("args, words", [
@@ -102,19 +103,22 @@ def test_predictive_keyboard_appends_and_repredicts(ckpts):
 
 
 def test_temperature_comparison_is_reproducible(ckpts):
-    outs = tab.compare("tiny_gpt", "To be", 40, 0, 1.0, 3, False)
+    updates = list(tab.compare("tiny_gpt", "To be", 40, 0, 1.0, 3, False))
+    assert len(updates) == 5 and updates[0][1]["value"] == ""  # streamed one temperature at a time
+    outs = updates[-1]
     assert len(outs) == 5 and all(o["value"].startswith("To be") for o in outs)
     assert [o["label"].split(":")[0] for o in outs] == [f"τ = {t}" for t in tab.TEMPERATURES]
-    assert [o["value"] for o in tab.compare("tiny_gpt", "To be", 40, 0, 1.0, 3, False)] == [o["value"] for o in outs]
+    again = final(list(tab.compare("tiny_gpt", "To be", 40, 0, 1.0, 3, False)))
+    assert [o["value"] for o in again] == [o["value"] for o in outs]
 
 
 def test_attention_maps_for_gpt_only(ckpts):
-    run = final(list(tab.generate("tiny_gpt", "To be", 20, 1.0, 0, 1.0, False, 0, False)))[3]
+    run = final(list(tab.generate("tiny_gpt", "To be", 20, 1.0, 0, 1.0, False, 0, False)))[4]
     big, overview, caption = tab.attention_view(run, 1, 2, 16)
     assert big.ndim == 3 and overview.ndim == 3 and "16 tokens" in caption
     with pytest.raises(gr.Error, match="Head must be"):
         tab.attention_view(run, 1, 3, 16)
-    lstm_run = final(list(tab.generate("tiny_lstm", "to be", 5, 1.0, 0, 1.0, False, 0, False)))[3]
+    lstm_run = final(list(tab.generate("tiny_lstm", "to be", 5, 1.0, 0, 1.0, False, 0, False)))[4]
     assert tab.attention_after(lstm_run, 1, 1, 16) == (None, None, "")
     with pytest.raises(gr.Error, match="need a transformer"):
         tab.attention_view(lstm_run, 1, 1, 16)

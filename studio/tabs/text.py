@@ -172,12 +172,13 @@ def generate(name, prompt, length, temperature, top_k, top_p, greedy, seed, stop
         run["ids"] = step.ids
         if time.time() - last_yield > 0.15 or k + 1 == controls["length"]:
             last_yield = time.time()
-            yield highlighted(run), f"{k + 1} tokens…", gr.update(), None, gr.update()
+            yield step.text[0], highlighted(run), f"{k + 1} tokens…", gr.update(), None, gr.update()
     n = len(run["steps"])
     how = "greedy" if greedy else (f"τ {float(temperature):g}, top-k {int(top_k) or 'off'}, top-p {float(top_p):g}")
     status = (f"{n} tokens in {time.time() - start:.1f} s ({n / max(time.time() - start, 1e-9):.0f}/s); seed {seed}, "
               f"{how}; {repetition_note(run['ids'])}. Click a coloured token to see what else could have come.")
-    yield highlighted(run), status, position_figure(run, n - 1), run, gr.update(maximum=max(2, n), value=n)
+    yield (step.text[0], highlighted(run), status, position_figure(run, n - 1), run,
+           gr.update(maximum=max(2, n), value=n))
 
 
 def position_figure(run, k: int) -> np.ndarray:
@@ -260,14 +261,15 @@ def press(i: int):
 
 @friendly
 def compare(name, prompt, length, top_k, top_p, seed, stop):
+    """The five temperatures one after another, each shown as soon as it is done."""
     model, _, _ = loaded(name)
     prompt, seed = _prompt(prompt), _seed(seed)
-    outs = []
-    for t in TEMPERATURES:
+    outs = [gr.update(value="", label=f"τ = {t}") for t in TEMPERATURES]
+    for j, t in enumerate(TEMPERATURES):
         steps = list(text.decode(model, model.tokenizer, 1, seeded(seed), prompt=prompt, length=int(length),
                                  temperature=t, top_k=int(top_k), top_p=float(top_p), stop_at_sep=bool(stop)))
-        outs.append(gr.update(value=steps[-1].text[0], label=f"τ = {t}: {repetition_note(steps[-1].ids, markdown=False)}"))
-    return outs
+        outs[j] = gr.update(value=steps[-1].text[0], label=f"τ = {t}: {repetition_note(steps[-1].ids, markdown=False)}")
+        yield list(outs)
 
 
 # --- attention ---
@@ -397,7 +399,8 @@ def build(demo: gr.Blocks):
                 seed = gr.Number(value=0, precision=0, label="Seed")
                 go = gr.Button("Generate", variant="primary", elem_id="text-generate")
                 cancel = gr.Button("Cancel", variant="stop")
-            out = gr.HighlightedText(label="Output (colour = probability of the drawn token; click one)",
+            plain = gr.Textbox(label="Generated text", lines=6, interactive=False, elem_id="text-plain")
+            out = gr.HighlightedText(label="Tokens (colour = probability of the drawn token; click one)",
                                      color_map=BUCKETS, show_legend=True, show_inline_category=False,
                                      combine_adjacent=False, elem_id="text-output")
             status = gr.Markdown(elem_id="text-status")
@@ -460,7 +463,7 @@ def build(demo: gr.Blocks):
         event(select_checkpoint, ckpt, [card, prompt, att_section, a_layer, a_head], api_name=False
               ).then(lambda p: p, prompt, typed, api_name=False)
     gen = go.click(generate, [ckpt, prompt, length, temperature, top_k, top_p, greedy, seed, stop],
-                   [out, status, dist, run, position], show_progress_on=[status], api_name="generate_text")
+                   [plain, out, status, dist, run, position], show_progress_on=[status], api_name="generate_text")
     cancel.click(None, None, None, cancels=[gen])
     out.select(select_token, run, position, api_name=False)
     position.change(show_position, [run, position], dist, api_name=False, show_progress="hidden")
@@ -469,7 +472,8 @@ def build(demo: gr.Blocks):
     typed.submit(predict, [ckpt, typed], predict_outs, api_name=False)
     for i, k in enumerate(keys):
         k.click(press(i), [ckpt, typed, pieces], predict_outs, api_name=False)
-    cmp_btn.click(compare, [ckpt, prompt, length, top_k, top_p, seed, stop], cmp_out, api_name=False)
+    cmp_btn.click(compare, [ckpt, prompt, length, top_k, top_p, seed, stop], cmp_out, api_name=False,
+                  show_progress_on=cmp_out[-1:])
     a_btn.click(attention_view, [run, a_layer, a_head, a_window], [a_img, a_all, a_caption], api_name=False)
     gen.then(attention_after, [run, a_layer, a_head, a_window], [a_img, a_all, a_caption], api_name=False)
     t_upload.upload(upload_corpus, t_upload, [t_data, t_upload_msg], api_name=False)
