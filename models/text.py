@@ -416,10 +416,6 @@ def decode(model, tokenizer: Tokenizer, n: int, generator, prompt: str = "", len
             return
 
 
-def _until_sep(ids: list[int]) -> list[int]:
-    return ids[:ids.index(1)] if 1 in ids else ids
-
-
 def sample_texts(model, n: int, generator=None, **controls):
     """The families' ``sample``: yields the n growing texts (a list of str) after every token."""
     for step in decode(model, model.tokenizer, n, generator, **controls):
