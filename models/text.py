@@ -447,12 +447,36 @@ def repetition(ids: list[int], n: int = 4) -> float:
     return repeats / len(grams)
 
 
+def kjv_chapters(raw: str) -> str:
+    """Debian ``bible`` output ("Genesis 1" headings, then "  N verse" lines wrapped at 80 columns)
+    as one block per chapter: its heading, then one verse per line without numbers."""
+    chapters, verses = [], []
+    for line in raw.splitlines():
+        if not line.strip():
+            continue
+        verse = re.match(r"^\s+\d+ (.*)$", line)
+        if verse:
+            verses.append(verse.group(1))
+        elif re.match(r"^[1-3]?\s?[A-Z][A-Za-z ]+ \d+$", line):
+            verses = []
+            chapters.append((line, verses))
+        else:
+            verses[-1] += " " + line.strip()
+    return "\n\n".join(head + "\n" + "\n".join(vs) for head, vs in chapters) + "\n"
+
+
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description="Corpus statistics.")
+    p = argparse.ArgumentParser(description="Corpus statistics, or rebuild assets/data/kjv.txt.gz.")
     p.add_argument("dataset", choices=sorted(CORPORA))
     p.add_argument("--level", choices=LEVELS, default="word")
     p.add_argument("--max-vocab", type=int, default=4000)
+    p.add_argument("--from-bible", type=Path, help="kjv: rebuild from the output of Debian's "
+                   "`bible -p /usr/lib \"gen1:1-rev22:21\"` saved in this file")
     a = p.parse_args(argv)
+    if a.from_bible:
+        with gzip.open(DATA_DIR / CORPORA["kjv"]["file"], "wt", encoding="utf-8", compresslevel=9) as f:
+            f.write(kjv_chapters(a.from_bible.read_text()))
+        documents.cache_clear()
     vocab = build_vocab(a.dataset, a.level, a.max_vocab)
     ids = _stream(a.dataset, a.level, vocab)
     print(f"{title(a.dataset)}: {len(documents(a.dataset))} documents, {len(ids):,} {a.level} tokens, "
