@@ -45,6 +45,17 @@ def sampling_speed(model, fam, use_cache: bool, length: int) -> float:
     return length / (time.perf_counter() - t)
 
 
+def step_ms(model, context: int) -> tuple[float, float]:
+    """Milliseconds for the model alone to give the next token's logits after ``context`` tokens: one
+    new token against a KV cache of the others, and the whole context recomputed."""
+    tokens = torch.randint(2, model.vocab_size, (1, context))
+    with torch.no_grad():
+        _, cache = model.next_logits(tokens[:, :-1])
+        cached = median_ms(lambda: model.next_logits(tokens, cache), runs=30)
+        full = median_ms(lambda: model.next_logits(tokens), runs=30)
+    return cached, full
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--threads", type=int, default=2)
@@ -67,7 +78,11 @@ def main():
         runs = [("KV cache", True), ("no cache", False)] if family == "gpt" else [("state cache", True)]
         for label, use_cache in runs:
             tps = sampling_speed(model, fam, use_cache, length)
-            print(f"sampling  {name}, batch 1, {length} tokens, {label}: {tps:8,.0f} tokens/s")
+            print(f"sampling  {name}, batch 1, {length} tokens, {label}: {tps:8,.0f} tokens/s (whole loop)")
+        if family == "gpt":
+            cached, full = step_ms(model, config.block)
+            print(f"model     {name}, next token after {config.block} tokens: {cached:.2f} ms with the KV cache, "
+                  f"{full:.2f} ms recomputing ({full / cached:.1f}×)")
 
 
 if __name__ == "__main__":
