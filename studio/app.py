@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import gradio as gr
 
-from studio.tabs import diffusion, text, vae
+from studio.tabs import diffusion, vae
+from studio.tabs import text
 
-TABS = [vae, diffusion, text]  # one module per family tab: TITLE and build(demo)
+TABS = [vae, diffusion]  # one module per family tab: TITLE and build(demo)
+TABS.append(text)
 
 HEADER = """# Generative Deep Learning Studio
 Explore generative models by clicking: every tab has a shipped checkpoint trained by this project,
