@@ -62,7 +62,8 @@ PRESETS = {
     # Foster's GPT (ch. 9): word level, one block, 2 heads, width 256, context 80
     "book": {"level": "word", "max_vocab": 10000, "seq_len": 80, "block": 80, "d_model": 256, "heads": 2,
              "layers": 1, "ff": 256},
-    "cpu": {"batch_size": 16, "dropout": 0.2, "steps": 2000},  # char level, 4 × 128: ~20 minutes on one core
+    # char level, 4 × 128: ~20 minutes on an idle core (gpt_hamlet: 2,600 steps, 78 min on a busy shared one)
+    "cpu": {"batch_size": 16, "dropout": 0.2, "steps": 2000},
     "tiny": {"d_model": 16, "heads": 2, "layers": 1, "ff": 32, "block": 16, "seq_len": 16, "batch_size": 4,
              "steps": 2},
 }

@@ -19,5 +19,5 @@ python -m models.train diffusion --preset cpu --set dataset=fashion --set condit
 # Text (trained on 1 CPU thread while the machine was shared: OMP_NUM_THREADS=1). GPT: char-level
 # Hamlet, 4 layers × 4 heads, width 128, context 128, dropout 0.2. LSTM: Foster's settings
 # (embedding 100, LSTM 256, dropout 0.2), word level, 3,000-word vocabulary of the review snippets.
-python -m models.train gpt --preset cpu --set dataset=hamlet --name gpt_hamlet
+python -m models.train gpt --preset cpu --set dataset=hamlet --name gpt_hamlet --set steps=2600
 python -m models.train lstm --preset cpu --set dataset=reviews --name lstm_reviews
