@@ -31,3 +31,8 @@ OMP_NUM_THREADS=1 python -m models.train music_rnn --preset cpu --name music_rnn
 # latent 64, BCE with label noise 0.05, Adam 2e-4 β₁ 0.5, batch 64), 3,000 steps, one CPU thread each.
 python -m models.train gan --preset cpu --set dataset=mnist --set conditional=true --name gan_mnist
 python -m models.train gan --preset cpu --set dataset=fashion --set conditional=true --name gan_fashion
+# Text (trained on 1 CPU thread while the machine was shared: OMP_NUM_THREADS=1). GPT: char-level
+# Hamlet, 4 layers × 4 heads, width 128, context 128, dropout 0.2. LSTM: Foster's settings
+# (embedding 100, LSTM 256, dropout 0.2), word level, 3,000-word vocabulary of the review snippets.
+python -m models.train gpt --preset cpu --set dataset=hamlet --name gpt_hamlet --set steps=2600
+python -m models.train lstm --preset cpu --set dataset=reviews --name lstm_reviews
