@@ -141,8 +141,8 @@ def test_bad_sampler_input_is_refused(tiny):
 
 @pytest.mark.skipif(not SHIPPED.exists(), reason="the shipped latent-diffusion checkpoint is not in this checkout")
 def test_shipped_checkpoint_follows_prompts():
-    """"a <digit>" samples are recognised as that digit by the project's classifier, and "thick"
-    samples carry more ink than "thin" ones; an untrained model of the same shape fails."""
+    """"a <digit>" samples are recognised as that digit by the project's classifier (chance is 10%),
+    and "thick" samples carry more ink than "thin" ones; an untrained model of the same shape fails."""
     model, config, _ = checkpoint.load(SHIPPED)
     nouns = [n[0] for n in ldm.VOCABULARY["mnist"]["nouns"]]
     labels = torch.arange(10).repeat(4)
@@ -156,7 +156,7 @@ def test_shipped_checkpoint_follows_prompts():
         return accuracy, ink[0] / ink[1]
 
     accuracy, ratio = follows(model)
-    assert accuracy >= 0.8 and ratio > 1.2, (accuracy, ratio)
+    assert accuracy >= 0.7 and ratio > 1.5, (accuracy, ratio)  # shipped card: 0.80 on 200 samples, ratio 3.8
     torch.manual_seed(0)
     untrained_accuracy, _ = follows(FAM.build(config).eval())
     assert untrained_accuracy < 0.5

