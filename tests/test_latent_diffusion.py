@@ -156,7 +156,7 @@ def test_shipped_checkpoint_follows_prompts():
         return accuracy, ink[0] / ink[1]
 
     accuracy, ratio = follows(model)
-    assert accuracy >= 0.7 and ratio > 1.5, (accuracy, ratio)  # shipped card: 0.80 on 200 samples, ratio 3.8
+    assert accuracy >= 0.6 and ratio > 1.5, (accuracy, ratio)  # here 0.75 and 3.6; the card: 0.80 on 200 samples
     torch.manual_seed(0)
     untrained_accuracy, _ = follows(FAM.build(config).eval())
-    assert untrained_accuracy < 0.5
+    assert untrained_accuracy < 0.3
