@@ -127,10 +127,11 @@ def attention_maps(run, index):
     axes = fig.subplots(1, len(words) + 1)
     axes[0].imshow(image, cmap="gray", vmin=0, vmax=1)
     axes[0].set_title(f"sample {i}")
-    for ax, word, m in zip(axes[1:], words, maps):
+    share = att[:len(words)].mean((1, 2))  # each word's share of all attention (sums to 1)
+    for ax, word, m, w in zip(axes[1:], words, maps, share):
         ax.imshow(image, cmap="gray", vmin=0, vmax=1)
-        ax.imshow(m, cmap="inferno", alpha=0.6, vmin=0, vmax=maps.max())
-        ax.set_title(f"“{word}”  (mean {m.mean():.2f})", fontsize=9)
+        ax.imshow(m, cmap="inferno", alpha=0.6, vmin=0, vmax=max(m.max(), 1e-8))  # each map on its own scale
+        ax.set_title(f"“{word}”\n{w:.0%} of attention", fontsize=9)
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
@@ -218,7 +219,7 @@ def build(demo: gr.Blocks):
             with gr.Row():
                 images = gr.Image(label="Samples (decoded x̂₀ while denoising)", format="png", interactive=False,
                                   elem_id="ldm-images")
-                attention = gr.Image(label="Cross-attention per prompt word: brighter = that part of the image attended to the word more", format="png",
+                attention = gr.Image(label="Cross-attention per prompt word: where the image attended to it (each map on its own scale)", format="png",
                                      interactive=False, scale=2)
             att_index = gr.Slider(0, MAX_SAMPLES - 1, value=0, step=1, label="Attention maps of sample")
             gr.Markdown("**Replay**: every step of the last run, decoded, and the latents themselves.")
