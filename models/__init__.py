@@ -6,3 +6,5 @@ from models import music_rnn
 FAMILIES = {f.name: f for f in (vae.FAMILY, diffusion.FAMILY)}
 FAMILIES[music_transformer.FAMILY.name] = music_transformer.FAMILY
 FAMILIES[music_rnn.FAMILY.name] = music_rnn.FAMILY
+from models import musegan  # noqa: E402
+FAMILIES[musegan.FAMILY.name] = musegan.FAMILY
