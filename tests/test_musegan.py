@@ -83,15 +83,19 @@ def test_roll_becomes_midi_with_four_instruments(tmp_path, tiny):
 
 
 def test_musegan_section_generates_and_rerolls():
-    roll, sound, status, state = tab.musegan_generate(SHIPPED, 7, 90)
+    roll, sound, path, status = tab.musegan_generate(SHIPPED, 7, 90)
     assert roll.ndim == 3 and sound[0] > 0 and np.abs(sound[1]).max() > 1000 and "seed 7" in status.lower()
+    assert len(pretty_midi.PrettyMIDI(path).instruments) == 4
     a_roll, b_roll, a_sound, b_sound, note = tab.musegan_reroll(SHIPPED, 7, 90, "melody", "Tenor", "every bar", 1)
+    assert "Voices that changed: Tenor." in note  # only the re-rolled voice
     assert a_roll.shape == b_roll.shape and not np.array_equal(a_roll, b_roll)
-    assert np.array_equal(a_roll, roll)  # A is the piece generated from the same seed
+    assert np.array_equal(a_roll, tab.gan_roll_image(tab.gan_draw(SHIPPED, 7), "A: the seed's phrase"))  # A = seed 7
     assert "Tenor" in note
     with pytest.raises(gr.Error, match="Seed"):
         tab.musegan_generate(SHIPPED, -1, 90)
     with pytest.raises(gr.Error, match="Latent group"):
         tab.musegan_reroll(SHIPPED, 7, 90, "rhythm", "Tenor", "every bar", 1)
-    with pytest.raises(gr.Error, match="No MuseGAN checkpoint"):
+    with pytest.raises(gr.Error, match="ensemble"):
+        tab.musegan_generate(SHIPPED, 7, 90, "Kazoo")
+    with pytest.raises(gr.Error, match="No musegan checkpoint"):
         tab.musegan_generate("nope", 7, 90)

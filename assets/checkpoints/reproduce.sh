@@ -23,3 +23,8 @@ OMP_NUM_THREADS=1 python -m models.train music --preset cpu --name music_chorale
 # Attention RNN (Foster 1st ed. ch. 7: 2 LSTM layers × 192 units, attention over the window of 64 notes),
 # cpu preset: 2,500 steps at batch 32, about 15 minutes on one idle CPU thread.
 OMP_NUM_THREADS=1 python -m models.train music_rnn --preset cpu --name music_rnn_chorales
+# MuseGAN (Foster 2nd ed. ch. 11: style/groove/chords/melody latents, temporal networks, one bar
+# generator per voice, WGAN-GP critic) on 2-bar, 4-voice piano rolls of the chorales (cached in
+# assets/data/musegan-chorales.npz; rebuild: python -m models.musegan build), cpu preset: 1,500 steps of
+# 5 critic + 1 generator updates at batch 32.
+OMP_NUM_THREADS=1 python -m models.train musegan --preset cpu --name musegan_chorales
