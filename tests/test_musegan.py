@@ -1,5 +1,7 @@
 """MuseGAN: the cached chorale rolls, the four latent groups (a re-roll changes only what it should),
 4-track MIDI out, and the studio's MuseGAN section."""
+import json
+
 import gradio as gr
 import numpy as np
 import pretty_midi
@@ -83,9 +85,11 @@ def test_roll_becomes_midi_with_four_instruments(tmp_path, tiny):
 
 
 def test_musegan_section_generates_and_rerolls():
-    roll, sound, path, status = tab.musegan_generate(SHIPPED, 7, 90)
+    roll, sound, (path, prov), status = tab.musegan_generate(SHIPPED, 7, 90)
     assert roll.ndim == 3 and sound[0] > 0 and np.abs(sound[1]).max() > 1000 and "seed 7" in status.lower()
     assert len(pretty_midi.PrettyMIDI(path).instruments) == 4
+    assert json.loads(open(prov).read())["seed"] == 7
+    assert "in the best-fitting key" in tab.musegan_card(SHIPPED)
     a_roll, b_roll, a_sound, b_sound, note = tab.musegan_reroll(SHIPPED, 7, 90, "melody", "Tenor", "every bar", 1)
     assert "Voices that changed: Tenor." in note  # only the re-rolled voice
     assert a_roll.shape == b_roll.shape and not np.array_equal(a_roll, b_roll)

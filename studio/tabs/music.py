@@ -387,9 +387,30 @@ def musegan_generate(name, seed, bpm, ensemble="Wind quartet"):
     widgets.EXPORTS.mkdir(parents=True, exist_ok=True)
     path = widgets.EXPORTS / f"{name}_seed{int(seed)}.mid"
     midi.write(str(path))
+    prov = path.with_suffix(".json")  # provenance: what made this phrase, and its notes per voice
+    prov.write_text(json.dumps({"checkpoint": name, "family": "musegan", "seed": int(seed), "bpm": float(bpm),
+                                "ensemble": ensemble, "voices": {v: [pretty_midi_name(p + mg.LOWEST) for p in
+                                                                     roll[k].argmax(1).tolist()]
+                                                                 for k, v in enumerate(mg.TRACKS)}}, indent=1))
     status = (f"Seed {int(seed)}: 2 bars, 4 voices, {sum(len(i.notes) for i in midi.instruments)} notes at "
               f"{float(bpm):g} bpm, {ensemble} ({engine}).")
-    return gan_roll_image(roll, f"seed {int(seed)}"), sound, str(path), status
+    return gan_roll_image(roll, f"seed {int(seed)}"), sound, [str(path), str(prov)], status
+
+
+@friendly
+def musegan_card(name) -> str:
+    """The MuseGAN checkpoint's provenance and held-out figures."""
+    if not name:
+        return "No MuseGAN checkpoint yet: train one with `python -m models.train musegan`."
+    card = widgets.load("musegan", name)[2]
+    text = widgets.card_markdown(card)
+    m = card.get("metrics", {})
+    if "in_key_samples" in m:
+        text += (f"  \nSamples: {m['in_key_samples']:.0%} of steps in the best-fitting key (Bach's held-out "
+                 f"phrases: {m['in_key_bach']:.0%}); each voice changes pitch {m['voice_changes_per_bar_samples']:g} "
+                 f"times a bar (Bach: {m['voice_changes_per_bar_bach']:g}). Critic's Wasserstein estimate, held-out "
+                 f"Bach vs samples: {m['wasserstein_held_out']:g}.")
+    return text
 
 
 @friendly
@@ -534,12 +555,14 @@ def build(demo: gr.Blocks):
                 gan_bpm = gr.Slider(40, 200, value=80, step=1, label="Tempo (bpm)")
                 gan_ens = gr.Dropdown(list(ENSEMBLES), value="Wind quartet", label="Instruments")
                 gan_go = gr.Button("Generate", variant="primary", elem_id="musegan-generate")
+            gan_card = gr.Markdown()
             gan_status = gr.Markdown(elem_id="musegan-status")
             with gr.Row():
                 gan_roll = gr.Image(label="Piano roll per voice", format="png", interactive=False, scale=2)
                 with gr.Column():
                     gan_audio_out = gr.Audio(label="Listen", type="numpy", interactive=False)
-                    gan_file = gr.File(label="MIDI (4 tracks)", height=90)
+                    gan_file = gr.File(label="MIDI (4 tracks) and provenance JSON", file_count="multiple",
+                                       height=110)
             with gr.Row():
                 rr_group = gr.Radio(list(mg.GROUPS), value="melody", label="Re-roll latent group")
                 rr_voice = gr.Dropdown(list(mg.TRACKS), value="Soprano", label="Voice (groove, melody)")
@@ -606,6 +629,8 @@ def build(demo: gr.Blocks):
     t_resume.click(train_resume, [t_name, t_steps, ckpt], [t_status, t_curves, t_roll, t_audio, ckpt],
                    show_progress_on=[t_status], api_name=False)
     t_cancel.click(JOBS.cancel, None, t_status, api_name=False)
+    for event in (gan_ckpt.change, demo.load):
+        event(musegan_card, gan_ckpt, gan_card, api_name=False)
     gan_go.click(musegan_generate, [gan_ckpt, gan_seed, gan_bpm, gan_ens], [gan_roll, gan_audio_out, gan_file, gan_status],
                  show_progress_on=[gan_status], api_name="musegan_generate")
     rr_go.click(musegan_reroll, [gan_ckpt, gan_seed, gan_bpm, rr_group, rr_voice, rr_bar, rr_seed, gan_ens],
