@@ -403,7 +403,7 @@ def musegan_card(name) -> str:
     if not name:
         return "No MuseGAN checkpoint yet: train one with `python -m models.train musegan`."
     card = widgets.load("musegan", name)[2]
-    text = widgets.card_markdown(card)
+    text = widgets.card_markdown(card).replace(", , ", ", ")  # no latent or schedule to describe
     m = card.get("metrics", {})
     if "in_key_samples" in m:
         text += (f"  \nSamples: {m['in_key_samples']:.0%} of steps in the best-fitting key (Bach's held-out "
@@ -631,7 +631,9 @@ def build(demo: gr.Blocks):
     t_cancel.click(JOBS.cancel, None, t_status, api_name=False)
     for event in (gan_ckpt.change, demo.load):
         event(musegan_card, gan_ckpt, gan_card, api_name=False)
-    gan_go.click(musegan_generate, [gan_ckpt, gan_seed, gan_bpm, gan_ens], [gan_roll, gan_audio_out, gan_file, gan_status],
-                 show_progress_on=[gan_status], api_name="musegan_generate")
+    gan_in, gan_out = [gan_ckpt, gan_seed, gan_bpm, gan_ens], [gan_roll, gan_audio_out, gan_file, gan_status]
+    gan_go.click(musegan_generate, gan_in, gan_out, show_progress_on=[gan_status], api_name="musegan_generate")
+    if gan_names:  # a phrase to hear as soon as the page opens
+        demo.load(musegan_generate, gan_in, gan_out, show_progress_on=[gan_status], api_name=False)
     rr_go.click(musegan_reroll, [gan_ckpt, gan_seed, gan_bpm, rr_group, rr_voice, rr_bar, rr_seed, gan_ens],
                 [rr_a, rr_b, rr_a_audio, rr_b_audio, rr_note], show_progress_on=[rr_note], api_name="musegan_reroll")
