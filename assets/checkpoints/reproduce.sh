@@ -39,3 +39,8 @@ python -m models.train gan --preset cpu --set dataset=fashion --set conditional=
 # (embedding 100, LSTM 256, dropout 0.2), word level, 3,000-word vocabulary of the review snippets.
 python -m models.train gpt --preset cpu --set dataset=hamlet --name gpt_hamlet --set steps=2600
 python -m models.train lstm --preset cpu --set dataset=reviews --name lstm_reviews
+# MuseGAN (Foster 2nd ed. ch. 11: style/groove/chords/melody latents, temporal networks, one bar
+# generator per voice, WGAN-GP critic) on 2-bar, 4-voice piano rolls of the chorales (cached in
+# assets/data/musegan-chorales.npz; rebuild: python -m models.musegan build), cpu preset: 1,500 steps of
+# 5 critic + 1 generator updates at batch 32.
+OMP_NUM_THREADS=1 python -m models.train musegan --preset cpu --name musegan_chorales

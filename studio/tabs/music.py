@@ -15,6 +15,7 @@ from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 
 from models import checkpoint, music, music_rnn
+from models import musegan as mg
 from models import music_transformer as mt
 from models.family import seeded
 from models.train import RUNS
@@ -324,6 +325,113 @@ def describe_upload(path):
             f"{Path(path).name}: {n} notes and {int((p == music.REST).sum())} rests, {d.sum() / 4:g} quarter notes.")
 
 
+# --- MuseGAN: four voices at once ---
+
+GAN_DEFAULT = "musegan_chorales"
+ENSEMBLES = {  # General MIDI programs for soprano, alto, tenor, bass
+    "Wind quartet": (73, 68, 71, 70), "String quartet": (40, 40, 41, 42), "Church organ": (19, 19, 19, 19),
+    "Choir": (52, 52, 52, 52), "Piano": (0, 0, 0, 0)}
+BARS = {"every bar": -1, "bar 1": 0, "bar 2": 1}
+VOICE_COLOURS = ("C3", "C1", "C2", "C0")
+
+
+def gan_choices() -> list[tuple[str, str]]:
+    return widgets.checkpoint_choices("musegan")
+
+
+def gan_roll_image(roll, title: str = "") -> np.ndarray:
+    """One panel per voice (soprano on top): pitch against sixteenth steps, bar lines dashed."""
+    roll = np.asarray(roll)
+    fig = Figure(figsize=(9, 4.6), dpi=80)
+    for k, name in enumerate(mg.TRACKS):
+        ax = fig.add_axes((0.09, 0.73 - 0.205 * k, 0.89, 0.18))
+        steps, pitches = np.nonzero(roll[k])
+        midi = pitches + mg.LOWEST
+        ax.barh(midi, 0.95, left=steps, height=0.8, color=VOICE_COLOURS[k], align="center")
+        lo, hi = (int(midi.min()) - 2, int(midi.max()) + 2) if len(midi) else (60, 72)
+        ax.set_ylim(lo, hi)
+        ax.set_xlim(0, roll.shape[1])
+        ax.axvline(mg.N_STEPS, color="0.5", lw=0.8, ls="--")
+        ax.set_xticks(range(0, roll.shape[1] + 1, 4), [] if k < 3 else range(0, roll.shape[1] + 1, 4), fontsize=7)
+        ticks = [lo + 1, hi - 1]
+        ax.set_yticks(ticks, [pretty_midi_name(m) for m in ticks], fontsize=7)
+        ax.set_ylabel(name, fontsize=8)
+    fig.axes[-1].set_xlabel("sixteenth step (dashed: bar line)")
+    if title:
+        fig.axes[0].set_title(title, fontsize=9)
+    return widgets.figure_to_array(fig)
+
+
+def pretty_midi_name(m: int) -> str:
+    return music.pretty_midi.note_number_to_name(int(m))
+
+
+def gan_audio(roll, bpm, ensemble):
+    if ensemble not in ENSEMBLES:
+        raise ValueError(f"Unknown ensemble {ensemble!r}; choose from {', '.join(ENSEMBLES)}.")
+    midi = mg.to_midi(roll, bpm=float(bpm), programs=dict(zip(mg.TRACKS, ENSEMBLES[ensemble])))
+    audio, engine = music.render(midi)
+    return (music.SAMPLE_RATE, audio), engine, midi
+
+
+def gan_draw(name, seed, **controls):
+    model, _, _ = widgets.load("musegan", name)
+    return next(mg.sample(model, 1, seeded(_check_seed(seed)), **controls))[0].numpy()
+
+
+@friendly
+def musegan_generate(name, seed, bpm, ensemble="Wind quartet"):
+    """A 2-bar, 4-voice phrase from one seed: piano roll per voice, audio and a MIDI file."""
+    roll = gan_draw(name, seed)
+    sound, engine, midi = gan_audio(roll, bpm, ensemble)
+    widgets.EXPORTS.mkdir(parents=True, exist_ok=True)
+    path = widgets.EXPORTS / f"{name}_seed{int(seed)}.mid"
+    midi.write(str(path))
+    prov = path.with_suffix(".json")  # provenance: what made this phrase, and its notes per voice
+    prov.write_text(json.dumps({"checkpoint": name, "family": "musegan", "seed": int(seed), "bpm": float(bpm),
+                                "ensemble": ensemble, "voices": {v: [pretty_midi_name(p + mg.LOWEST) for p in
+                                                                     roll[k].argmax(1).tolist()]
+                                                                 for k, v in enumerate(mg.TRACKS)}}, indent=1))
+    status = (f"Seed {int(seed)}: 2 bars, 4 voices, {sum(len(i.notes) for i in midi.instruments)} notes at "
+              f"{float(bpm):g} bpm, {ensemble} ({engine}).")
+    return gan_roll_image(roll, f"seed {int(seed)}"), sound, [str(path), str(prov)], status
+
+
+@friendly
+def musegan_card(name) -> str:
+    """The MuseGAN checkpoint's provenance and held-out figures."""
+    if not name:
+        return "No MuseGAN checkpoint yet: train one with `python -m models.train musegan`."
+    card = widgets.load("musegan", name)[2]
+    text = widgets.card_markdown(card).replace(", , ", ", ")  # no latent or schedule to describe
+    m = card.get("metrics", {})
+    if "in_key_samples" in m:
+        text += (f"  \nSamples: {m['in_key_samples']:.0%} of steps in the best-fitting key (Bach's held-out "
+                 f"phrases: {m['in_key_bach']:.0%}); each voice changes pitch {m['voice_changes_per_bar_samples']:g} "
+                 f"times a bar (Bach: {m['voice_changes_per_bar_bach']:g}). Critic's Wasserstein estimate, held-out "
+                 f"Bach vs samples: {m['wasserstein_held_out']:g}.")
+    return text
+
+
+@friendly
+def musegan_reroll(name, seed, bpm, group, voice, bar, reroll_seed, ensemble="Wind quartet"):
+    """A (the seed's phrase) and B (the same latents but one group drawn afresh from ``reroll_seed``)."""
+    if voice not in mg.TRACKS:
+        raise ValueError(f"Unknown voice {voice!r}; choose from {', '.join(mg.TRACKS)}.")
+    if bar not in BARS:
+        raise ValueError(f"Unknown bar {bar!r}; choose from {', '.join(BARS)}.")
+    a = gan_draw(name, seed)
+    b = gan_draw(name, seed, group=group, track=mg.TRACKS.index(voice), bar=BARS[bar],
+                 reroll_seed=_check_seed(reroll_seed))
+    scope = {"style": "the whole piece", "groove": f"the {voice}", "chords": f"{bar}, all voices",
+             "melody": f"the {voice}, {bar}"}[group]
+    changed = [v for k, v in enumerate(mg.TRACKS) if not np.array_equal(a[k], b[k])]
+    note = (f"B re-draws the **{group}** latent for {scope} from seed {int(reroll_seed)}; everything else is A's. "
+            f"Voices that changed: {', '.join(changed) or 'none (the generator ignores this change)'}.")
+    return (gan_roll_image(a, "A: the seed's phrase"), gan_roll_image(b, f"B: {group} re-rolled ({scope})"),
+            gan_audio(a, bpm, ensemble)[0], gan_audio(b, bpm, ensemble)[0], note)
+
+
 # --- training ---
 
 def keep_uploads(files) -> tuple[str, ...]:
@@ -434,6 +542,41 @@ def build(demo: gr.Blocks):
             att_caption = gr.Markdown()
             att = gr.Image(label="Attention over the last window of notes", format="png", interactive=False,
                            elem_id="music-attention")
+        with gr.Accordion("MuseGAN: four voices at once", open=True):
+            gr.Markdown("MuseGAN (Foster ch. 11) writes 2 bars for soprano, alto, tenor and bass at once. Its generator "
+                        "gets four kinds of random vector: **style** (one per piece), **groove** (one per voice), "
+                        "**chords** (one per bar, shared by the voices) and **melody** (one per voice per bar). "
+                        "Re-roll one of them and hear what it controls.")
+            gan_names = [v for _, v in gan_choices()]
+            with gr.Row():
+                gan_ckpt = gr.Dropdown(gan_choices(), value=GAN_DEFAULT if GAN_DEFAULT in gan_names else
+                                       (gan_names[0] if gan_names else None), label="MuseGAN checkpoint", scale=2)
+                gan_seed = gr.Number(value=0, precision=0, label="Seed")
+                gan_bpm = gr.Slider(40, 200, value=80, step=1, label="Tempo (bpm)")
+                gan_ens = gr.Dropdown(list(ENSEMBLES), value="Wind quartet", label="Instruments")
+                gan_go = gr.Button("Generate", variant="primary", elem_id="musegan-generate")
+            gan_card = gr.Markdown()
+            gan_status = gr.Markdown(elem_id="musegan-status")
+            with gr.Row():
+                gan_roll = gr.Image(label="Piano roll per voice", format="png", interactive=False, scale=2)
+                with gr.Column():
+                    gan_audio_out = gr.Audio(label="Listen", type="numpy", interactive=False)
+                    gan_file = gr.File(label="MIDI (4 tracks) and provenance JSON", file_count="multiple",
+                                       height=110)
+            with gr.Row():
+                rr_group = gr.Radio(list(mg.GROUPS), value="melody", label="Re-roll latent group")
+                rr_voice = gr.Dropdown(list(mg.TRACKS), value="Soprano", label="Voice (groove, melody)")
+                rr_bar = gr.Dropdown(list(BARS), value="every bar", label="Bar (chords, melody)")
+                rr_seed = gr.Number(value=1, precision=0, label="Re-roll seed")
+                rr_go = gr.Button("Re-roll: compare A and B")
+            rr_note = gr.Markdown()
+            with gr.Row():
+                with gr.Column():
+                    rr_a = gr.Image(label="A (before)", format="png", interactive=False)
+                    rr_a_audio = gr.Audio(label="A", type="numpy", interactive=False)
+                with gr.Column():
+                    rr_b = gr.Image(label="B (after)", format="png", interactive=False)
+                    rr_b_audio = gr.Audio(label="B", type="numpy", interactive=False)
         with gr.Accordion("Train", open=True):
             gr.Markdown("Train a music transformer or an attention RNN on the chorales' melodies, plus any MIDI "
                         "files you add (their top line is used). On one CPU core a step at batch 32 takes about "
@@ -486,3 +629,11 @@ def build(demo: gr.Blocks):
     t_resume.click(train_resume, [t_name, t_steps, ckpt], [t_status, t_curves, t_roll, t_audio, ckpt],
                    show_progress_on=[t_status], api_name=False)
     t_cancel.click(JOBS.cancel, None, t_status, api_name=False)
+    for event in (gan_ckpt.change, demo.load):
+        event(musegan_card, gan_ckpt, gan_card, api_name=False)
+    gan_in, gan_out = [gan_ckpt, gan_seed, gan_bpm, gan_ens], [gan_roll, gan_audio_out, gan_file, gan_status]
+    gan_go.click(musegan_generate, gan_in, gan_out, show_progress_on=[gan_status], api_name="musegan_generate")
+    if gan_names:  # a phrase to hear as soon as the page opens
+        demo.load(musegan_generate, gan_in, gan_out, show_progress_on=[gan_status], api_name=False)
+    rr_go.click(musegan_reroll, [gan_ckpt, gan_seed, gan_bpm, rr_group, rr_voice, rr_bar, rr_seed, gan_ens],
+                [rr_a, rr_b, rr_a_audio, rr_b_audio, rr_note], show_progress_on=[rr_note], api_name="musegan_reroll")
