@@ -94,3 +94,35 @@ def test_randomise_and_gallery_round_trip(images):
 def test_bundled_examples_exist():
     for name in ("chelsea", "starry_night", "china", "flower"):
         assert Image.open(tab.bundled(name)).size[0] > 100
+
+
+@pytest.fixture
+def tiny_cyclegan(tmp_path, monkeypatch):
+    """A tiny CycleGAN among the user's checkpoints (the handlers read it like any other)."""
+    import torch
+
+    from models import checkpoint, cyclegan
+    from studio import widgets
+
+    monkeypatch.setattr(widgets, "USER_CHECKPOINTS", tmp_path)
+    config = cyclegan.FAMILY.config("tiny")
+    torch.manual_seed(0)
+    checkpoint.save(tmp_path / "tiny_cg.safetensors", cyclegan.build(config), "cyclegan", config, step=2)
+    return "tiny_cg"
+
+
+def test_cyclegan_six_panels_patch_map_and_bad_input(tiny_cyclegan):
+    ab, ba, note = tab.cycle_translate(tiny_cyclegan, 3, 2)
+    assert ab.shape == ba.shape == (4 * (2 * 30 + 2), 4 * (4 * 30 + 2)) and "Seed 3" in note  # 2 rows × 4 panels, ×4
+    again = tab.cycle_translate(tiny_cyclegan, 3, 2)
+    assert np.array_equal(ab, again[0])  # the seed picks the same test images
+    img, text = tab.cycle_patches(tiny_cyclegan, "real B (digit on texture)", 5)
+    assert img.ndim == 3 and "of 49 patches" in text and "D_B" in text
+    assert "identity" in tab.cycle_card(tiny_cyclegan).lower()
+    with pytest.raises(gr.Error, match="between 1 and 8"):
+        tab.cycle_translate(tiny_cyclegan, 0, 0)
+    with pytest.raises(gr.Error, match="from 0 to 1999"):
+        tab.cycle_patches(tiny_cyclegan, "real A (plain digit)", 5000)
+    with pytest.raises(gr.Error, match="No cyclegan checkpoint"):
+        tab.cycle_translate("nope", 0, 2)
+    assert tab.identity_off() == 0.0
