@@ -82,6 +82,15 @@ def test_bad_input_is_refused(tiny, call, words):
         call(tiny[0])
 
 
+def test_held_out_metrics(tiny):
+    model, _ = tiny
+    a, b, yb = cyclegan.domains("mnist", "test", 2_000)
+    m = cyclegan.evaluate(model, a[:100], b[:100], yb[:100])
+    assert set(m) == {"reconstruction_a", "reconstruction_b", "identity_a", "identity_b",
+                      "b_to_a_digit_accuracy", "textured_input_accuracy"}
+    assert all(0 <= v <= 1 for v in m.values())
+
+
 def test_both_directions_sample_and_reproduce(tiny):
     model, _ = tiny
     for direction in cyclegan.DIRECTIONS:

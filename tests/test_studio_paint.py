@@ -1,5 +1,6 @@
 """The Paint tab's handlers, called as the page calls them: streams of snapshots and octaves, the
 Gram viewer, presets, the gallery, and clear messages (gr.Error) for bad input."""
+import dataclasses
 import math
 
 import gradio as gr
@@ -126,3 +127,27 @@ def test_cyclegan_six_panels_patch_map_and_bad_input(tiny_cyclegan):
     with pytest.raises(gr.Error, match="No cyclegan checkpoint"):
         tab.cycle_translate("nope", 0, 2)
     assert tab.identity_off() == 0.0
+
+
+def test_cyclegan_trains_in_the_page_with_a_six_panel_preview(tiny_cyclegan, tmp_path, monkeypatch):
+    import torch
+
+    from models import FAMILIES, cyclegan
+    from models import train as training
+    from studio import jobs
+
+    monkeypatch.setattr(training, "STATE", tmp_path / "state")
+    monkeypatch.setattr(tab, "JOBS", jobs.Jobs())
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny convolutions: one thread beats two contended ones
+    monkeypatch.setitem(cyclegan.PRESETS, "cpu", cyclegan.PRESETS["tiny"])  # the page's architecture, tiny
+    # the held-out metrics are tested in test_cyclegan.py; over 2,000 test images they take a while
+    monkeypatch.setitem(FAMILIES, "cyclegan", dataclasses.replace(cyclegan.FAMILY, evaluate=None))
+    with pytest.raises(gr.Error, match="learning rate"):
+        list(tab.cycle_train_start(10, 8, 1.0, 10.0, 0.0, 0.0, "page_cg", tiny_cyclegan))
+    updates = list(tab.cycle_train_start(10, 8, 1.0, 10.0, 0.0, 2e-4, "page_cg", tiny_cyclegan))
+    assert "Finished 10 steps" in updates[-1][0]
+    previews = [u[2] for u in updates if isinstance(u[2], np.ndarray)]
+    assert previews and previews[-1].shape == (3 * (8 * 30 + 2), 3 * (4 * 30 + 2))  # 8 rows × 4 panels
+    assert "page_cg" in [v for _, v in updates[-1][3]["choices"]]
+    torch.set_num_threads(threads)
