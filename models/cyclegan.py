@@ -169,7 +169,7 @@ class Generator(nn.Module):
 
 
 class PatchDiscriminator(nn.Module):
-    """PatchGAN: (B, 1, 28, 28) -> (B, 1, 7, 7) real/fake scores, one per overlapping 16×16-pixel patch
+    """PatchGAN: (B, 1, 28, 28) -> (B, 1, 7, 7) real/fake scores, one per overlapping 18×18-pixel patch
     (the receptive field of each output cell)."""
 
     def __init__(self, f: int):

@@ -127,6 +127,7 @@ def test_cyclegan_six_panels_patch_map_and_bad_input(tiny_cyclegan):
     with pytest.raises(gr.Error, match="No cyclegan checkpoint"):
         tab.cycle_translate("nope", 0, 2)
     assert tab.identity_off() == 0.0
+    assert tab.cycle_initial(None, 0, 2)[0] is None
 
 
 def test_cyclegan_trains_in_the_page_with_a_six_panel_preview(tiny_cyclegan, tmp_path, monkeypatch):

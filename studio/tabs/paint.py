@@ -300,6 +300,13 @@ def cycle_translate(name, seed, n):
     return _panel_rows(p, "a", "b"), _panel_rows(p, "b", "a"), note
 
 
+def cycle_initial(name, seed, n):
+    """What the section shows on load or when the checkpoint changes (nothing without a checkpoint)."""
+    if not name:
+        return None, None, "Train a CycleGAN below to see translations."
+    return cycle_translate(name, seed, n)
+
+
 def patch_figure(image: torch.Tensor, scores: torch.Tensor, title: str) -> Figure:
     """A (28, 28) image beside the PatchGAN's 7×7 scores drawn over it."""
     fig = Figure(figsize=(6.4, 3.2), dpi=90, layout="constrained")
@@ -334,7 +341,7 @@ def cycle_patches(name, source, index):
         with torch.no_grad():
             x = model.translate(x, f"{domain}_to_{judge}")
     scores = cyclegan.patch_map(model, x, judge)[0].cpu().numpy()
-    fig = patch_figure(x[0, 0].cpu().numpy(), scores, f"D_{judge.upper()}: each cell judges a 16×16 patch")
+    fig = patch_figure(x[0, 0].cpu().numpy(), scores, f"D_{judge.upper()}: each cell judges an 18×18 patch")
     note = (f"D_{judge.upper()} scores {source}, test image {int(index)}: mean {scores.mean():.2f} "
             f"(least-squares targets: 1 real, 0 fake); {int((scores > 0.5).sum())} of 49 patches look real.")
     return widgets.figure_to_array(fig), note
@@ -532,6 +539,7 @@ def build(demo: gr.Blocks):
 
     for event in (cg_ckpt.change, demo.load):
         event(friendly(cycle_card), cg_ckpt, cg_card, api_name=False)
+        event(cycle_initial, [cg_ckpt, cg_seed, cg_n], [cg_ab, cg_ba, cg_note], api_name=False)
     cg_go.click(cycle_translate, [cg_ckpt, cg_seed, cg_n], [cg_ab, cg_ba, cg_note], show_progress_on=[cg_note],
                 api_name="cyclegan")
     cg_judge.click(cycle_patches, [cg_ckpt, cg_source, cg_index], [cg_patch, cg_patch_note],
