@@ -152,3 +152,18 @@ def test_cyclegan_trains_in_the_page_with_a_six_panel_preview(tiny_cyclegan, tmp
     assert previews and previews[-1].shape == (3 * (8 * 30 + 2), 3 * (4 * 30 + 2))  # 8 rows × 4 panels
     assert "page_cg" in [v for _, v in updates[-1][3]["choices"]]
     torch.set_num_threads(threads)
+
+
+def test_instant_preview_or_a_clear_message_when_missing(images, monkeypatch):
+    from models import fast_style
+
+    if fast_style.missing() is None:
+        out, note = tab.fast_preview(str(images / "c.png"), str(images / "s.png"), 0.5, True, 64)
+        assert out.shape == (43, 64, 3) and "Instant preview, 64×43" in note
+    with pytest.raises(gr.Error, match="Choose a style image"):
+        tab.fast_preview(str(images / "c.png"), None, 1.0, False, 64)
+    with pytest.raises(gr.Error, match="strength must be between"):
+        tab.fast_preview(str(images / "c.png"), str(images / "s.png"), 2.0, False, 64)
+    monkeypatch.setattr(fast_style, "missing", lambda: "The instant preview needs 'onnxruntime'")
+    with pytest.raises(gr.Error, match="needs 'onnxruntime'"):
+        tab.fast_preview(str(images / "c.png"), str(images / "s.png"), 1.0, False, 64)

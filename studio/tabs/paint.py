@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 import tempfile
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import torch
 from matplotlib.figure import Figure
 from PIL import Image
 
-from models import cyclegan, deepdream, pretrained, style_transfer
+from models import cyclegan, deepdream, fast_style, pretrained, style_transfer
 from models.family import seeded
 from models.pretrained import VGG16_NAMES
 from models.style_transfer import PRESETS, STYLE_LAYERS, StyleConfig
@@ -125,6 +126,19 @@ def stylise(content_path, style_path, seed, *controls):
         state = {"content": content_path, "style": style_path, "result": img}
         yield img, loss_figure(snap["history"]) if snap["history"] else None, status, state
     yield gr.update(), gr.update(), status + " Done.", state
+
+
+@friendly
+def fast_preview(content_path, style_path, strength, preserve_color, size):
+    """The feed-forward network's one-pass rendering, to set beside the optimised result."""
+    for path, what in ((content_path, "content"), (style_path, "style")):
+        if not path:
+            raise ValueError(f"Choose a {what} image first (upload one or pick an example).")
+    content, style = pretrained.read_image(content_path), pretrained.read_image(style_path)
+    t0 = time.time()
+    out = fast_style.stylise(content, style, float(strength), int(size), bool(preserve_color))
+    return out, (f"Instant preview, {out.shape[1]}×{out.shape[0]}, in {time.time() - t0:.1f} s: one forward pass "
+                 "of Magenta's arbitrary-style network (ONNX; rendered at 384 px and scaled).")
 
 
 def gram_figure(views: dict, layer: str) -> Figure:
@@ -420,6 +434,13 @@ def build(demo: gr.Blocks):
                                   buttons=["download"], elem_id="paint-result", height=360)
                 curves = gr.Plot(label="Loss split", show_label=False)
             with gr.Row():
+                fast_strength = gr.Slider(0, 1, value=1.0, step=0.05, label="Preview style strength")
+                fast_keep = gr.Checkbox(value=False, label="Keep the photo's colours")
+                fast_btn = gr.Button("Instant preview (feed-forward network)", elem_id="paint-fast")
+            fast_status = gr.Markdown(fast_style.missing() or "")
+            fast_img = gr.Image(label="Instant preview (Ghiasi et al. 2017, one forward pass)", format="png",
+                                interactive=False, buttons=["download"], height=300)
+            with gr.Row():
                 gram_layer = gr.Dropdown(STYLE_LAYERS, value="block2_conv1", label="Gram matrices at layer")
                 gram_channels = gr.Slider(8, 128, value=32, step=8, label="Channels shown")
                 gram_btn = gr.Button("Show Gram matrices")
@@ -525,6 +546,8 @@ def build(demo: gr.Blocks):
     run_ev = run_btn.click(stylise, [content, style, seed, *st_controls], [result, curves, st_status, st_state],
                            show_progress_on=[st_status], api_name="stylise")
     cancel_btn.click(None, None, None, cancels=[run_ev], api_name=False)
+    fast_btn.click(fast_preview, [content, style, fast_strength, fast_keep, size], [fast_img, fast_status],
+                   show_progress_on=[fast_status], api_name="fast_preview")
     preset_btn.click(apply_preset, preset, [cw, sw, tvw, decay, optimizer, lr], api_name=False)
     gram_btn.click(show_gram, [st_state, gram_layer, gram_channels], [gram_plot, gram_note], api_name=False)
 
