@@ -519,8 +519,9 @@ def build(demo: gr.Blocks):
             cg_patch_note = gr.Markdown()
             cg_patch = gr.Image(label="Patch map", format="png", interactive=False)
             gr.Markdown("**Train** a CycleGAN here (the shipped checkpoint's architecture). On one CPU core a step "
-                        "at batch 16 takes about 0.7 s; a few hundred steps already change the texture, ~2,000 "
-                        "give the shipped checkpoint's translations. The preview is the six-panel view of 4 fixed test images each way.")
+                        "at batch 16 takes about 0.7 s; a few hundred steps already change the texture, 3,000 "
+                        "(about 35 minutes) give the shipped checkpoint. The preview is the six-panel view of 4 "
+                        "fixed test images each way.")
             with gr.Row():
                 t_lv = gr.Slider(0, 10, value=1.0, step=0.5, label="Validation (adversarial) weight")
                 t_lr_ = gr.Slider(0, 50, value=10.0, step=0.5, label="Reconstruction (cycle) weight")
