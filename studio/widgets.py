@@ -238,6 +238,8 @@ def describe(cfg: dict, dataset: bool = True) -> str:
         parts.append(f"{cfg['schedule']} schedule, T {cfg.get('T')}")
     if cfg.get("conditional"):
         parts.append("class-conditional")
+    if "lambda_id" in cfg:
+        parts.append(f"cycle weight {cfg['lambda_reconstr']:g}, identity weight {cfg['lambda_id']:g}")
     return ", ".join(parts)
 
 

@@ -1,5 +1,6 @@
 """The Paint tab's handlers, called as the page calls them: streams of snapshots and octaves, the
 Gram viewer, presets, the gallery, and clear messages (gr.Error) for bad input."""
+import dataclasses
 import math
 
 import gradio as gr
@@ -94,3 +95,75 @@ def test_randomise_and_gallery_round_trip(images):
 def test_bundled_examples_exist():
     for name in ("chelsea", "starry_night", "china", "flower"):
         assert Image.open(tab.bundled(name)).size[0] > 100
+
+
+@pytest.fixture
+def tiny_cyclegan(tmp_path, monkeypatch):
+    """A tiny CycleGAN among the user's checkpoints (the handlers read it like any other)."""
+    import torch
+
+    from models import checkpoint, cyclegan
+    from studio import widgets
+
+    monkeypatch.setattr(widgets, "USER_CHECKPOINTS", tmp_path)
+    config = cyclegan.FAMILY.config("tiny")
+    torch.manual_seed(0)
+    checkpoint.save(tmp_path / "tiny_cg.safetensors", cyclegan.build(config), "cyclegan", config, step=2)
+    return "tiny_cg"
+
+
+def test_cyclegan_six_panels_patch_map_and_bad_input(tiny_cyclegan):
+    ab, ba, note = tab.cycle_translate(tiny_cyclegan, 3, 2)
+    assert ab.shape == ba.shape == (4 * (2 * 30 + 2), 4 * (4 * 30 + 2)) and "Seed 3" in note  # 2 rows × 4 panels, ×4
+    again = tab.cycle_translate(tiny_cyclegan, 3, 2)
+    assert np.array_equal(ab, again[0])  # the seed picks the same test images
+    img, text = tab.cycle_patches(tiny_cyclegan, "real B (digit on texture)", 5)
+    assert img.ndim == 3 and "of 49 patches" in text and "D_B" in text
+    assert "identity" in tab.cycle_card(tiny_cyclegan).lower()
+    with pytest.raises(gr.Error, match="between 1 and 8"):
+        tab.cycle_translate(tiny_cyclegan, 0, 0)
+    with pytest.raises(gr.Error, match="from 0 to 1999"):
+        tab.cycle_patches(tiny_cyclegan, "real A (plain digit)", 5000)
+    with pytest.raises(gr.Error, match="No cyclegan checkpoint"):
+        tab.cycle_translate("nope", 0, 2)
+    assert tab.identity_off() == 0.0
+    assert tab.cycle_initial(None, 0, 2)[0] is None
+
+
+def test_cyclegan_trains_in_the_page_with_a_six_panel_preview(tiny_cyclegan, tmp_path, monkeypatch):
+    import torch
+
+    from models import FAMILIES, cyclegan
+    from models import train as training
+    from studio import jobs
+
+    monkeypatch.setattr(training, "STATE", tmp_path / "state")
+    monkeypatch.setattr(tab, "JOBS", jobs.Jobs())
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny convolutions: one thread beats two contended ones
+    monkeypatch.setitem(cyclegan.PRESETS, "cpu", cyclegan.PRESETS["tiny"])  # the page's architecture, tiny
+    # the held-out metrics are tested in test_cyclegan.py; over 2,000 test images they take a while
+    monkeypatch.setitem(FAMILIES, "cyclegan", dataclasses.replace(cyclegan.FAMILY, evaluate=None))
+    with pytest.raises(gr.Error, match="learning rate"):
+        list(tab.cycle_train_start(10, 8, 1.0, 10.0, 0.0, 0.0, "page_cg", tiny_cyclegan))
+    updates = list(tab.cycle_train_start(10, 8, 1.0, 10.0, 0.0, 2e-4, "page_cg", tiny_cyclegan))
+    assert "Finished 10 steps" in updates[-1][0]
+    previews = [u[2] for u in updates if isinstance(u[2], np.ndarray)]
+    assert previews and previews[-1].shape == (3 * (8 * 30 + 2), 3 * (4 * 30 + 2))  # 8 rows × 4 panels
+    assert "page_cg" in [v for _, v in updates[-1][3]["choices"]]
+    torch.set_num_threads(threads)
+
+
+def test_instant_preview_or_a_clear_message_when_missing(images, monkeypatch):
+    from models import fast_style
+
+    if fast_style.missing() is None:
+        out, note = tab.fast_preview(str(images / "c.png"), str(images / "s.png"), 0.5, True, 64)
+        assert out.shape == (43, 64, 3) and "Instant preview, 64×43" in note
+    with pytest.raises(gr.Error, match="Choose a style image"):
+        tab.fast_preview(str(images / "c.png"), None, 1.0, False, 64)
+    with pytest.raises(gr.Error, match="strength must be between"):
+        tab.fast_preview(str(images / "c.png"), str(images / "s.png"), 2.0, False, 64)
+    monkeypatch.setattr(fast_style, "missing", lambda: "The instant preview needs 'onnxruntime'")
+    with pytest.raises(gr.Error, match="needs 'onnxruntime'"):
+        tab.fast_preview(str(images / "c.png"), str(images / "s.png"), 1.0, False, 64)
