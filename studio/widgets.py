@@ -45,6 +45,13 @@ def friendly(fn):
     return wrapper
 
 
+def seed_of(value) -> int:
+    """A seed box's value as an int, refusing blanks, fractions and negatives with one message."""
+    if value is None or float(value) != int(value) or int(value) < 0:
+        raise ValueError("Seed must be a whole number ≥ 0.")
+    return int(value)
+
+
 # --- images ---
 
 def mosaic(images, nrow: int, pad: int = 1, scale: int = 1) -> np.ndarray:

@@ -104,8 +104,7 @@ def generate(name, sampler, steps, eta, class_name, guidance, seed, n):
     n = int(n)
     if not 1 <= n <= MAX_SAMPLES:
         raise ValueError(f"Number of samples must be from 1 to {MAX_SAMPLES}; got {n}.")
-    if seed is None or float(seed) != int(seed) or int(seed) < 0:
-        raise ValueError("Seed must be a whole number ≥ 0.")
+    seed = widgets.seed_of(seed)
     steps, eta = _controls(config, sampler, steps, eta)
     labels = _labels(config, class_name, n)
     ts = diffusion.timesteps(config.T, steps)
@@ -177,8 +176,7 @@ def branch(run, k, seed, steps, eta):
     if not 0 <= k < len(run["ts"]):
         raise ValueError(f"Branch from a step between 0 and {len(run['ts']) - 1} (the final images have "
                          "nothing left to denoise).")
-    if seed is None or float(seed) != int(seed) or int(seed) < 0:
-        raise ValueError("Seed must be a whole number ≥ 0.")
+    seed = widgets.seed_of(seed)
     same_steps = int(steps) == len(run["ts"])
     states = diffusion.branch(model, run["xs"][k], run["ts"], k, int(seed), None if same_steps else int(steps),
                               float(eta), run["labels"], run["guidance"])

@@ -26,11 +26,6 @@ def loaded(name: str):
     return widgets.load(FAMILY, name)
 
 
-def _seed(seed) -> int:
-    if seed is None or float(seed) != int(seed) or int(seed) < 0:
-        raise ValueError("Seed must be a whole number ≥ 0.")
-    return int(seed)
-
 
 def _class_index(config, class_name) -> int | None:
     if class_name in (None, "", ANY_CLASS):
@@ -67,9 +62,9 @@ def samples(name, seed, n, temperature, class_name):
         raise ValueError(f"Number of samples must be from 1 to {MAX_SAMPLES}; got {n}.")
     c = _class_index(config, class_name)
     labels = None if c is None else [c] * n
-    x = next(gan.sample(model, n, generator=seeded(_seed(seed)), temperature=float(temperature), labels=labels))
+    x = next(gan.sample(model, n, generator=seeded(widgets.seed_of(seed)), temperature=float(temperature), labels=labels))
     what = "random classes" if config.conditional and c is None else (class_name if c is not None else "")
-    caption = f"{name}: {n} samples, seed {_seed(seed)}, temperature {float(temperature):g}" + (f", {what}" if what else "")
+    caption = f"{name}: {n} samples, seed {widgets.seed_of(seed)}, temperature {float(temperature):g}" + (f", {what}" if what else "")
     return widgets.mosaic(x, int(np.ceil(np.sqrt(n))), pad=1, scale=4), caption
 
 
@@ -97,7 +92,7 @@ def class_seed_grid(name, first_seed, n_seeds, temperature):
     k = int(n_seeds)
     if not 1 <= k <= 12:
         raise ValueError(f"Seeds per class must be from 1 to 12; got {k}.")
-    first = _seed(first_seed)
+    first = widgets.seed_of(first_seed)
     z = torch.cat([gan.noise(1, model.latent_dim, seeded(first + j), float(temperature)) for j in range(k)])
     labels = torch.arange(gan.CLASSES).repeat_interleave(k)
     x = gan.generate(model, z.repeat(gan.CLASSES, 1), labels)
@@ -116,7 +111,7 @@ def interpolation(name, seed_a, seed_b, steps, method, class_name):
     """A latent walk between the codes of two seeds, and the same walk through the VAE (latent 16) of
     the same dataset when it ships, for comparing how smoothly each changes."""
     model, config, _ = loaded(name)
-    a, b = _seed(seed_a), _seed(seed_b)
+    a, b = widgets.seed_of(seed_a), widgets.seed_of(seed_b)
     steps = int(steps)
     z = vae.interpolate(gan.noise(1, model.latent_dim, seeded(a))[0], gan.noise(1, model.latent_dim, seeded(b))[0],
                         steps, method)

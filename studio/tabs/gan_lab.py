@@ -64,8 +64,7 @@ def clear_points():
 @friendly
 def reset(dataset, loss, lr_d, lr_g, hidden, layers, seed, points):
     """A fresh lab with the chosen settings (a drawn distribution needs enough points)."""
-    if seed is None or float(seed) != int(seed):
-        raise ValueError("Seed must be a whole number ≥ 0.")
+    seed = widgets.seed_of(seed)
     lab = gan2d.make_lab(gan2d.LabConfig(dataset=dataset, loss=loss, lr_d=float(lr_d), lr_g=float(lr_g),
                                          hidden=int(hidden), layers=int(layers), seed=int(seed)), points=points)
     lab.history.append({"step": 0, **gan2d.divergences(lab)})

@@ -43,11 +43,6 @@ def decode(model, z) -> torch.Tensor:
     return model.decode(z).cpu()
 
 
-def _seed(seed) -> int:
-    if seed is None or float(seed) != int(seed) or int(seed) < 0:
-        raise ValueError("Seed must be a whole number ≥ 0.")
-    return int(seed)
-
 
 @friendly
 def select_checkpoint(name: str):
@@ -68,7 +63,7 @@ def generate(name, prompt, n, steps, guidance, eta, seed):
     n = int(n)
     if not 1 <= n <= MAX_SAMPLES:
         raise ValueError(f"Number of samples must be from 1 to {MAX_SAMPLES}; got {n}.")
-    seed = _seed(seed)
+    seed = widgets.seed_of(seed)
     ids = ldm.tokenize(prompt, config.dataset)  # refuse a bad prompt before any work
     words = [ldm.vocabulary(config.dataset)[i] for i in ids]
     frames = ldm.generate(model, n, seeded(seed), prompt, int(steps), float(eta), float(guidance), keep_attention=True)
@@ -148,7 +143,7 @@ def compare(name, prompts: str, n, steps, guidance, seed):
     for p in lines:
         ldm.tokenize(p, config.dataset)
     n = int(n)
-    rows = [last(ldm.sample(model, n, seeded(_seed(seed)), p, int(steps), 0.0, float(guidance)))
+    rows = [last(ldm.sample(model, n, seeded(widgets.seed_of(seed)), p, int(steps), 0.0, float(guidance)))
             for p in lines]
     images = widgets.mosaic(torch.cat(rows), n, pad=1, scale=3)
     return images, "Rows, top to bottom: " + " · ".join(f"**{p}**" for p in lines) + f" (seed {int(seed)}, same noise)"

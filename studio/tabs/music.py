@@ -185,11 +185,6 @@ def audio_of(pitch, duration, bpm, instrument) -> tuple[tuple[int, np.ndarray], 
 
 # --- generation ---
 
-def _check_seed(seed) -> int:
-    if seed is None or float(seed) != int(seed) or int(seed) < 0:
-        raise ValueError("Seed must be a whole number ≥ 0.")
-    return int(seed)
-
 
 def seed_phrase(source: str, chorale: str, midi_file, length) -> tuple | None:
     if source == FROM_START:
@@ -212,7 +207,7 @@ def seed_phrase(source: str, chorale: str, midi_file, length) -> tuple | None:
 def generate(name, source, chorale, midi_file, phrase_len, notes, t_pitch, t_duration, seed, bpm, instrument):
     """Stream the growing piano roll, then sound, files and the explanations."""
     model, config, _ = loaded(name)
-    seed = _check_seed(seed)
+    seed = widgets.seed_of(seed)
     notes = int(notes)
     if not 1 <= notes <= MAX_UI_NOTES:
         raise ValueError(f"Number of notes must be from 1 to {MAX_UI_NOTES}; got {notes}.")
@@ -376,7 +371,7 @@ def gan_audio(roll, bpm, ensemble):
 
 def gan_draw(name, seed, **controls):
     model, _, _ = widgets.load("musegan", name)
-    return next(mg.sample(model, 1, seeded(_check_seed(seed)), **controls))[0].numpy()
+    return next(mg.sample(model, 1, seeded(widgets.seed_of(seed)), **controls))[0].numpy()
 
 
 @friendly
@@ -422,7 +417,7 @@ def musegan_reroll(name, seed, bpm, group, voice, bar, reroll_seed, ensemble="Wi
         raise ValueError(f"Unknown bar {bar!r}; choose from {', '.join(BARS)}.")
     a = gan_draw(name, seed)
     b = gan_draw(name, seed, group=group, track=mg.TRACKS.index(voice), bar=BARS[bar],
-                 reroll_seed=_check_seed(reroll_seed))
+                 reroll_seed=widgets.seed_of(reroll_seed))
     scope = {"style": "the whole piece", "groove": f"the {voice}", "chords": f"{bar}, all voices",
              "melody": f"the {voice}, {bar}"}[group]
     changed = [v for k, v in enumerate(mg.TRACKS) if not np.array_equal(a[k], b[k])]

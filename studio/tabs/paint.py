@@ -108,8 +108,7 @@ def stylise(content_path, style_path, seed, *controls):
     """Stream snapshots: (result, curves, status, state for the Gram viewer)."""
     cfg = style_config(*controls)
     style_transfer.check(cfg)
-    if seed is None or float(seed) != int(seed) or int(seed) < 0:
-        raise ValueError("Seed must be a whole number ≥ 0.")
+    seed = widgets.seed_of(seed)
     content, c_note = _image(content_path, "content", cfg.size)
     style, s_note = _image(style_path, "style", cfg.size)
     notes = (f"{c_note}; {s_note}; weights: content {cfg.content_weight:.2g}, style {cfg.style_weight:.2g}, "
@@ -241,10 +240,10 @@ def scrub(frames, octave):
     return frames[i]
 
 
+@friendly
 def randomise(seed):
     """New random layer weights from a seed (shown), then the seed moves on for the next click."""
-    if seed is None or float(seed) != int(seed) or int(seed) < 0:
-        raise gr.Error("Seed must be a whole number ≥ 0.")
+    seed = widgets.seed_of(seed)
     weights = deepdream.random_layers(torch.Generator().manual_seed(int(seed)))
     return (*weights.values(), int(seed) + 1)
 

@@ -110,11 +110,6 @@ def bucket(p: float) -> str:
     return names[0] if p >= 0.5 else names[1] if p >= 0.1 else names[2]
 
 
-def _seed(seed) -> int:
-    if seed is None or float(seed) != int(seed) or int(seed) < 0:
-        raise ValueError("Seed must be a whole number ≥ 0.")
-    return int(seed)
-
 
 def _prompt(prompt) -> str:
     if not prompt or not prompt.strip():
@@ -156,7 +151,7 @@ def generate(name, prompt, length, temperature, top_k, top_p, greedy, seed, stop
     """Stream a continuation; keep each position's candidates for the distribution view."""
     model, config, _ = loaded(name)
     prompt = _prompt(prompt)
-    seed = _seed(seed)
+    seed = widgets.seed_of(seed)
     tok = model.tokenizer
     controls = dict(prompt=prompt, length=int(length), temperature=float(temperature), top_k=int(top_k),
                     top_p=float(top_p), greedy=bool(greedy), stop_at_sep=bool(stop))
@@ -263,7 +258,7 @@ def press(i: int):
 def compare(name, prompt, length, top_k, top_p, seed, stop):
     """The five temperatures one after another, each shown as soon as it is done."""
     model, _, _ = loaded(name)
-    prompt, seed = _prompt(prompt), _seed(seed)
+    prompt, seed = _prompt(prompt), widgets.seed_of(seed)
     outs = [gr.update(value="", label=f"τ = {t}") for t in TEMPERATURES]
     for j, t in enumerate(TEMPERATURES):
         steps = list(text.decode(model, model.tokenizer, 1, seeded(seed), prompt=prompt, length=int(length),

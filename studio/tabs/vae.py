@@ -217,8 +217,7 @@ def arithmetic(name: str, index, from_class: str, to_class: str, strength: float
 def samples(name: str, seed, n, scale: float):
     """Prior samples z ~ N(0, scale² I) decoded, plus how the project's classifier scores them."""
     m = loaded(name)
-    if seed is None or float(seed) != int(seed):
-        raise ValueError("Seed must be a whole number.")
+    seed = widgets.seed_of(seed)
     n = int(n)
     images = last(vae.sample(m.model, n, generator=seeded(int(seed)), scale=float(scale)))
     nrow = int(np.ceil(np.sqrt(n)))
