@@ -26,7 +26,7 @@ def latent(pixel_guided_s: float):
         return
     model, _, _ = checkpoint.load(LDM)
     ids = ldm.batch_tokens([ldm.tokenize("a thick seven", "mnist")] * 16 + [[1]] * 16)
-    z = torch.randn(32, model.ae.decoder[0].in_channels, 7, 7)
+    z = torch.randn(32, model.latent_channels, 7, 7)
     t = torch.full((32,), 500)
     with torch.inference_mode():
         context, pad = model.context(ids)

@@ -306,7 +306,7 @@ class Denoiser(nn.Module):
 class LatentDiffusion(nn.Module):
     def __init__(self, c: LatentDiffusionConfig):
         super().__init__()
-        self.dataset, self.T = c.dataset, c.T
+        self.dataset, self.T, self.latent_channels = c.dataset, c.T, c.latent_channels
         self.ae = Autoencoder(c)
         self.text = TextEncoder(len(vocabulary(c.dataset)), c)
         self.denoiser = Denoiser(c)
@@ -463,7 +463,7 @@ def generate(model: LatentDiffusion, n: int, generator=None, prompt=None, steps:
             seen += 1
         return e
 
-    shape = (n, model.ae.decoder[0].in_channels, 7, 7)
+    shape = (n, model.latent_channels, 7, 7)
     z_T = torch.randn(shape, generator=generator, device=generator.device if generator else "cpu").to(device)
     for i, (t, z, z0) in enumerate(reverse(eps_fn, model.alpha_bar, z_T, ts, generator, eta, clip=None)):
         attention = None

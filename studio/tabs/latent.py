@@ -44,6 +44,13 @@ def decode(model, z) -> torch.Tensor:
 
 
 
+def latent_mosaic(z) -> np.ndarray:
+    """Latents (N, C, 7, 7) as one picture: a row per sample, a 7×7 image per channel, on one scale."""
+    lo, hi = z.amin(), z.amax()
+    channels = ((z - lo) / (hi - lo + 1e-8)).reshape(-1, 1, 7, 7)
+    return widgets.mosaic(channels, z.shape[1], pad=1, scale=12)
+
+
 @friendly
 def select_checkpoint(name: str):
     if not name:
@@ -100,10 +107,8 @@ def scrub(run, k):
     k = int(k)
     if not 1 <= k <= len(run["x0s"]):
         raise ValueError(f"Step must be from 1 to {len(run['x0s'])}.")
-    z = run["zs"][k - 1][:4]  # (≤4, C, 7, 7): each latent channel of the first samples as a small image
-    lo, hi = z.amin(), z.amax()
-    channels = ((z - lo) / (hi - lo + 1e-8)).reshape(-1, 1, 7, 7)
-    return (grid(run["x0s"][k - 1]), widgets.mosaic(channels, z.shape[1], pad=1, scale=12),
+    z = run["zs"][k - 1][:4]  # (≤4, C, 7, 7): the latents of the first samples
+    return (grid(run["x0s"][k - 1]), latent_mosaic(z),
             f"after {k} of {len(run['x0s'])} steps (t = {run['ts'][k - 1]}); latents: one row per sample, "
             f"one 7×7 image per channel ({z.shape[1]}·7·7 = {z.shape[1] * 49} numbers instead of 784 pixels)")
 
@@ -159,11 +164,9 @@ def autoencode(name, index):
     with torch.no_grad():
         z = model.encode(x[int(index)][None])
     back = decode(model, z)
-    lo, hi = z.amin(), z.amax()
-    channels = ((z - lo) / (hi - lo + 1e-8)).reshape(-1, 1, 7, 7)
     err = F.binary_cross_entropy(back.clamp(1e-6, 1 - 1e-6), x[int(index)][None]).item()
     return (widgets.mosaic(torch.cat([x[int(index)][None], back]), 2, pad=1, scale=6),
-            widgets.mosaic(channels, len(channels), pad=1, scale=12),
+            latent_mosaic(z),
             f"{z.numel()} latent numbers for 784 pixels; reconstruction BCE {err:.3f} per pixel")
 
 
