@@ -126,12 +126,12 @@ def attention_maps(run, index):
     fig = Figure(figsize=(1.9 * (len(words) + 1), 2.3), dpi=90, layout="constrained")
     axes = fig.subplots(1, len(words) + 1)
     axes[0].imshow(image, cmap="gray", vmin=0, vmax=1)
-    axes[0].set_title(f"sample {i}")
+    axes[0].set_xlabel(f"sample {i}\n", fontsize=9)
     share = att[:len(words)].mean((1, 2))  # each word's share of all attention (sums to 1)
     for ax, word, m, w in zip(axes[1:], words, maps, share):
         ax.imshow(image, cmap="gray", vmin=0, vmax=1)
         ax.imshow(m, cmap="inferno", alpha=0.6, vmin=0, vmax=max(m.max(), 1e-8))  # each map on its own scale
-        ax.set_title(f"“{word}”\n{w:.0%} of attention", fontsize=9)
+        ax.set_xlabel(f"“{word}”\n{w:.0%} of attention", fontsize=9)  # below: the page's label chip covers the top
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
