@@ -11,7 +11,7 @@ import torch
 
 from timing import ROOT, median_ms  # noqa: E402  (also puts the repository on sys.path)
 
-from models import checkpoint  # noqa: E402
+from models.core import checkpoint  # noqa: E402
 
 CKPT = ROOT / "assets" / "checkpoints" / "diffusion_mnist_cond.safetensors"
 LDM = ROOT / "assets" / "checkpoints" / "ldm_mnist.safetensors"
@@ -19,7 +19,7 @@ LDM = ROOT / "assets" / "checkpoints" / "ldm_mnist.safetensors"
 
 def latent(pixel_guided_s: float):
     """Seconds per guided step of the latent model at batch 16, against the pixel U-Net's."""
-    from models import latent_diffusion as ldm
+    from models.image import latent_diffusion as ldm
 
     if not LDM.exists():
         print("ldm_mnist not shipped in this checkout: no latent-diffusion figure")

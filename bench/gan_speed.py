@@ -10,8 +10,9 @@ import torch
 
 from timing import ROOT, median_ms  # noqa: E402  (also puts the repository on sys.path)
 
-from models import checkpoint, gan, gan2d  # noqa: E402
-from models.family import seeded  # noqa: E402
+from models.core import checkpoint  # noqa: E402
+from models.image import gan, gan2d  # noqa: E402
+from models.core.family import seeded  # noqa: E402
 
 CKPT = ROOT / "assets" / "checkpoints" / "gan_mnist.safetensors"
 

@@ -16,9 +16,9 @@ import torch
 
 from timing import median_ms  # noqa: E402  (also puts the repository on sys.path)
 
-from models import checkpoint, music  # noqa: E402
-from models import music_transformer as mt  # noqa: E402
-from models.family import last, seeded  # noqa: E402
+from models.core import checkpoint  # noqa: E402
+from models.music import music_transformer as mt, notes as music  # noqa: E402
+from models.core.family import last, seeded  # noqa: E402
 
 SHIPPED = Path(__file__).resolve().parent.parent / "assets" / "checkpoints"
 MODELS = ["music_chorales", "music_rnn_chorales"]  # the transformer and the attention RNN

@@ -17,7 +17,7 @@ import torch
 
 from timing import median_ms  # noqa: E402  (also puts the repository on sys.path)
 
-from models import deepdream, pretrained, style_transfer  # noqa: E402
+from models.paint import deepdream, pretrained, style_transfer  # noqa: E402
 
 IMAGES = pretrained.FOLDER.parent.parent / "images"
 

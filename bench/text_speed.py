@@ -11,8 +11,9 @@ import torch
 
 from timing import ROOT, median_ms  # noqa: E402  (also puts the repository on sys.path)
 
-from models import FAMILIES, checkpoint  # noqa: E402
-from models.family import last, seeded  # noqa: E402
+from models import FAMILIES  # noqa: E402
+from models.core import checkpoint  # noqa: E402
+from models.core.family import last, seeded  # noqa: E402
 
 SHIPPED = ROOT / "assets" / "checkpoints"
 

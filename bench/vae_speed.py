@@ -2,7 +2,7 @@
 
     python bench/vae_speed.py [--steps 300] [--threads 2]
 
-Prints figures only; never part of pass/fail. Training uses the shared loop (models.train.train)
+Prints figures only; never part of pass/fail. Training uses the shared loop (models.core.train.train)
 with the book config, so the images/s is what the studio's progress bar would show; its files go
 to a temporary folder.
 """
@@ -18,8 +18,10 @@ import torch
 
 from timing import median_ms  # noqa: E402  (also puts the repository on sys.path)
 
-from models import FAMILIES, checkpoint, data, vae  # noqa: E402
-from models import train as training  # noqa: E402
+from models import FAMILIES  # noqa: E402
+from models.core import checkpoint, data  # noqa: E402
+from models.image import vae  # noqa: E402
+from models.core import train as training  # noqa: E402
 
 SHIPPED = Path(__file__).resolve().parent.parent / "assets" / "checkpoints" / "vae_mnist.safetensors"
 

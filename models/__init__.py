@@ -1,5 +1,16 @@
-"""The registry of generative families: adding a family is one file plus one line here."""
-from models import cyclegan, diffusion, gan, gpt, latent_diffusion, lstm, musegan, music_rnn, music_transformer, vae
+"""The registry of generative families, grouped by domain: adding a family is one file plus one line here.
 
-FAMILIES = {f.name: f for f in (vae.FAMILY, gan.FAMILY, diffusion.FAMILY, latent_diffusion.FAMILY, lstm.FAMILY,
-                                gpt.FAMILY, music_transformer.FAMILY, music_rnn.FAMILY, musegan.FAMILY, cyclegan.FAMILY)}
+``models.core`` holds what every family shares (the contract, checkpoints, data, the training loop
+and the scoring classifiers); each domain package holds its families and what they share.
+"""
+from models.image import diffusion, gan, latent_diffusion, vae
+from models.music import musegan, music_rnn, music_transformer
+from models.paint import cyclegan
+from models.text import gpt, lstm
+
+FAMILIES = {f.name: f for f in (
+    vae.FAMILY, gan.FAMILY, diffusion.FAMILY, latent_diffusion.FAMILY,  # image
+    lstm.FAMILY, gpt.FAMILY,  # text
+    music_transformer.FAMILY, music_rnn.FAMILY, musegan.FAMILY,  # music
+    cyclegan.FAMILY,  # paint (image-to-image)
+)}

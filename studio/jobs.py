@@ -12,9 +12,9 @@ from dataclasses import dataclass, field, replace
 
 import gradio as gr
 
-from models import FAMILIES, checkpoint
-from models import train as training
-from models.train import Progress, Result
+from models import FAMILIES
+from models.core import checkpoint, train as training
+from models.core.train import Progress, Result
 from studio import widgets
 
 

@@ -14,9 +14,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
-from models import checkpoint
-from models import train as training
-from models.train import RUNS
+from models.core import checkpoint, train as training
+from models.core.train import RUNS
 
 USER_CHECKPOINTS = RUNS / "checkpoints"
 EXPORTS = Path(tempfile.gettempdir()) / "gdl-studio-exports"

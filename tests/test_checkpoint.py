@@ -14,8 +14,9 @@ import safetensors.torch
 import torch
 from torch import nn
 
-from models import FAMILIES, checkpoint
-from models.family import last, seeded
+from models import FAMILIES
+from models.core import checkpoint
+from models.core.family import last, seeded
 
 VAE = FAMILIES["vae"]
 

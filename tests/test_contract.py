@@ -13,8 +13,9 @@ import math
 import pytest
 import torch
 
-from models import FAMILIES, checkpoint
-from models.family import last, seeded
+from models import FAMILIES
+from models.core import checkpoint
+from models.core.family import last, seeded
 
 FAMILY_NAMES = sorted(FAMILIES)
 IMAGE_FAMILIES = sorted(n for n, f in FAMILIES.items() if f.kind == "image")

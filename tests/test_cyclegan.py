@@ -5,8 +5,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from models import checkpoint, cyclegan
-from models.family import last, seeded
+from models.core import checkpoint
+from models.paint import cyclegan
+from models.core.family import last, seeded
 
 SHIPPED = Path(__file__).resolve().parent.parent / "assets" / "checkpoints" / "cyclegan_mnist.safetensors"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models import data
+from models.core import data
 
 
 @pytest.mark.parametrize("name", ["mnist", "fashion"])

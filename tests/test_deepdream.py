@@ -3,7 +3,7 @@ detail reinjection matters, and bad controls give clear messages."""
 import pytest
 import torch
 
-from models import deepdream as dd
+from models.paint import deepdream as dd
 
 
 def photo():

@@ -5,8 +5,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from models import FAMILIES, checkpoint, diffusion, evaluate
-from models.family import last, seeded
+from models import FAMILIES
+from models.core import checkpoint
+from models.image import diffusion
+from models.core import evaluate
+from models.core.family import last, seeded
 
 FAM = FAMILIES["diffusion"]
 SHIPPED = Path(__file__).resolve().parent.parent / "assets" / "checkpoints" / "diffusion_mnist_cond.safetensors"

@@ -11,7 +11,7 @@ import math
 import pytest
 import torch
 
-from models import data, evaluate
+from models.core import data, evaluate
 
 
 @pytest.mark.parametrize("dataset, floor", [("mnist", 0.98), ("fashion", 0.88)])

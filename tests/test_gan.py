@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from models import FAMILIES, checkpoint, data, evaluate, gan
-from models import train as training
-from models.family import last, seeded
+from models import FAMILIES
+from models.core import checkpoint, data, evaluate
+from models.image import gan
+from models.core import train as training
+from models.core.family import last, seeded
 
 FAM = FAMILIES["gan"]
 SHIPPED = Path(__file__).resolve().parent.parent / "assets" / "checkpoints"

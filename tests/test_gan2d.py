@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from models import gan2d
+from models.image import gan2d
 
 
 @pytest.fixture(autouse=True)

@@ -6,9 +6,11 @@ import math
 import pytest
 import torch
 
-from models import FAMILIES, checkpoint, gpt, text
-from models.family import last, seeded
-from models.train import SHIPPED
+from models import FAMILIES
+from models.core import checkpoint
+from models.text import corpus as text, gpt
+from models.core.family import last, seeded
+from models.core.train import SHIPPED
 
 FAM = FAMILIES["gpt"]
 

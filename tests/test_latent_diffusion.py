@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from models import checkpoint, evaluate
-from models import latent_diffusion as ldm
-from models.data import load_uint8
-from models.family import last, seeded
+from models.core import checkpoint, evaluate
+from models.image import latent_diffusion as ldm
+from models.core.data import load_uint8
+from models.core.family import last, seeded
 
 FAM = ldm.FAMILY
 SHIPPED = Path(__file__).resolve().parent.parent / "assets" / "checkpoints" / "ldm_mnist.safetensors"

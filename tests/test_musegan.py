@@ -8,8 +8,8 @@ import pretty_midi
 import pytest
 import torch
 
-from models import musegan as mg
-from models.family import last, seeded
+from models.music import musegan as mg
+from models.core.family import last, seeded
 from studio.tabs import music as tab
 
 SHIPPED = "musegan_chorales"

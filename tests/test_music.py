@@ -9,10 +9,10 @@ import pytest
 import soundfile
 import torch
 
-from models import checkpoint, music
-from models import music_transformer as mt
-from models.family import last, seeded
-from models.train import SHIPPED
+from models.core import checkpoint
+from models.music import music_transformer as mt, notes as music
+from models.core.family import last, seeded
+from models.core.train import SHIPPED
 
 SHIPPED_NAME = "music_chorales"
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from models import pretrained
+from models.paint import pretrained
 
 IMAGES = pretrained.FOLDER.parent.parent / "images"
 

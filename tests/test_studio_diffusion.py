@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from models import FAMILIES, checkpoint, data
-from models import train as training
+from models import FAMILIES
+from models.core import checkpoint, data, train as training
 from studio import jobs, widgets
 from studio.tabs import diffusion as tab
 

@@ -7,8 +7,8 @@ import gradio as gr
 import numpy as np
 import pytest
 
-from models import gan2d
-from models import train as training
+from models.image import gan2d
+from models.core import train as training
 from studio import jobs, widgets
 from studio.tabs import gan as tab
 from studio.tabs import gan_lab as lab_tab
@@ -119,7 +119,7 @@ def test_training_refuses_bad_settings(user_dir):
 
 
 def test_monitor_flags_a_collapsed_preview():
-    from models import data
+    from models.core import data
 
     job = SimpleNamespace(progress=SimpleNamespace(step=50, metrics={"d_loss": 0.5, "g_grad_norm": 1.0}),
                           config=SimpleNamespace(dataset="mnist", loss="bce"))

@@ -5,8 +5,8 @@ import gradio as gr
 import numpy as np
 import pytest
 
-from models import FAMILIES, checkpoint
-from models import train as training
+from models import FAMILIES
+from models.core import checkpoint, train as training
 from studio import jobs, widgets
 from studio.tabs import latent as tab
 

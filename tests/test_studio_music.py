@@ -9,8 +9,8 @@ import numpy as np
 import pretty_midi
 import pytest
 
-from models import music
-from models import train as training
+from models.music import notes as music
+from models.core import train as training
 from studio import jobs, widgets
 from studio.tabs import music as tab
 
@@ -157,7 +157,7 @@ def test_training_in_the_page_streams_curves_and_a_playable_sample(user_dir, tmp
     assert sounds and sounds[-1][0] == music.SAMPLE_RATE and np.abs(sounds[-1][1]).max() > 0
     assert (user_dir / "my_music_test.safetensors").exists()
     assert (tab.UPLOADS / "mine.mid").exists()
-    assert "my_music_test" in [v for _, v in widgets.checkpoint_choices("music")]
+    assert "my_music_test" in [v for _, v in widgets.checkpoint_choices("music_transformer")]
     assert {SHIPPED, "music_rnn_chorales", "my_music_test"} <= {v for _, v in outs[-1][4]["choices"]}
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from models.style_transfer import PRESETS, STYLE_LAYERS
+from models.paint.style_transfer import PRESETS, STYLE_LAYERS
 from studio.tabs import paint as tab
 
 
@@ -102,7 +102,8 @@ def tiny_cyclegan(tmp_path, monkeypatch):
     """A tiny CycleGAN among the user's checkpoints (the handlers read it like any other)."""
     import torch
 
-    from models import checkpoint, cyclegan
+    from models.core import checkpoint
+    from models.paint import cyclegan
     from studio import widgets
 
     monkeypatch.setattr(widgets, "USER_CHECKPOINTS", tmp_path)
@@ -133,8 +134,9 @@ def test_cyclegan_six_panels_patch_map_and_bad_input(tiny_cyclegan):
 def test_cyclegan_trains_in_the_page_with_a_six_panel_preview(tiny_cyclegan, tmp_path, monkeypatch):
     import torch
 
-    from models import FAMILIES, cyclegan
-    from models import train as training
+    from models import FAMILIES
+    from models.paint import cyclegan
+    from models.core import train as training
     from studio import jobs
 
     monkeypatch.setattr(training, "STATE", tmp_path / "state")
@@ -155,7 +157,7 @@ def test_cyclegan_trains_in_the_page_with_a_six_panel_preview(tiny_cyclegan, tmp
 
 
 def test_instant_preview_or_a_clear_message_when_missing(images, monkeypatch):
-    from models import fast_style
+    from models.paint import fast_style
 
     if fast_style.missing() is None:
         out, note = tab.fast_preview(str(images / "c.png"), str(images / "s.png"), 0.5, True, 64)

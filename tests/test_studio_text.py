@@ -7,8 +7,10 @@ import gradio as gr
 import pytest
 import torch
 
-from models import FAMILIES, checkpoint, text
-from models import train as training
+from models import FAMILIES
+from models.core import checkpoint
+from models.text import corpus as text
+from models.core import train as training
 from studio import jobs, widgets
 from studio.tabs import text as tab
 

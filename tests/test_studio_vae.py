@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from models import FAMILIES, checkpoint
-from models import train as training
+from models import FAMILIES
+from models.core import checkpoint, train as training
 from studio import jobs, widgets
 from studio.tabs import vae as tab
 
@@ -89,7 +89,8 @@ def test_encode_upload_places_the_image_on_the_map(tmp_path):
 
 def test_encoded_one_reconstructs_as_a_one(tmp_path):
     """The reconstruction of a drawn '1' is classified as a 1 by the project's classifier."""
-    from models import data, evaluate, vae
+    from models.core import data, evaluate
+    from models.image import vae
 
     m = tab.loaded(SHIPPED)
     gray = np.asarray(Image.open(digit_png(tmp_path / "one.png")), np.float32) / 255

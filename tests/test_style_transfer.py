@@ -3,7 +3,7 @@ optimisation steps at a small size move the image towards the style."""
 import pytest
 import torch
 
-from models import style_transfer as st
+from models.paint import style_transfer as st
 
 
 def test_gram_matrix_of_a_known_tensor_matches_hand_computation():

@@ -4,8 +4,9 @@ top-k, top-p, greedy, entropy) that both text families use."""
 import pytest
 import torch
 
-from models import FAMILIES, text
-from models.family import last, seeded
+from models import FAMILIES
+from models.text import corpus as text
+from models.core.family import last, seeded
 
 
 def test_corpora_split_into_documents():

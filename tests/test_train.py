@@ -1,7 +1,7 @@
 """The shared training loop: progress, checkpoints and cards, cancel, resume, divergence, the CLI.
 
 Every test trains the tiny VAE for a handful of steps into a temporary folder; the optimizer state
-and curve history that ``train`` keeps under ``models.train.STATE`` are redirected there too.
+and curve history that ``train`` keeps under ``models.core.train.STATE`` are redirected there too.
 """
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from models import FAMILIES, checkpoint
-from models import train as training
+from models import FAMILIES
+from models.core import checkpoint, train as training
 
 VAE = FAMILIES["vae"]
 

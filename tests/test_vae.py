@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from models import checkpoint, data, vae
+from models.core import checkpoint, data
+from models.image import vae
 
 SHIPPED = Path(__file__).resolve().parent.parent / "assets" / "checkpoints" / "vae_mnist.safetensors"
 NEG_ELBO_BOUND = 165.0  # nats per image; the card says ~150.6, an untrained model ~540

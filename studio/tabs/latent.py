@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
 
-from models import data
-from models import latent_diffusion as ldm
-from models.family import last, seeded
+from models.core import data
+from models.image import latent_diffusion as ldm
+from models.core.family import last, seeded
 from studio import widgets
 from studio.jobs import JOBS, stream
 from studio.widgets import friendly

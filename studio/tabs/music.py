@@ -14,18 +14,17 @@ import numpy as np
 from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 
-from models import checkpoint, music, music_rnn
-from models import musegan as mg
-from models import music_transformer as mt
-from models.family import seeded
-from models.train import RUNS
+from models.core import checkpoint
+from models.music import musegan as mg, music_rnn, music_transformer as mt, notes as music
+from models.core.family import seeded
+from models.core.train import RUNS
 from studio import widgets
 from studio.jobs import JOBS, stream
 from studio.widgets import friendly
 
 TITLE = "Music"
-FAMILIES = ("music", "music_rnn")  # the transformer and the attention RNN share data, sampler and views
-MODELS = {"Transformer": "music", "Attention RNN": "music_rnn"}
+FAMILIES = ("music_transformer", "music_rnn")  # the transformer and the attention RNN share data, sampler and views
+MODELS = {"Transformer": "music_transformer", "Attention RNN": "music_rnn"}
 DEFAULT = "music_chorales"
 FROM_START, FROM_CHORALE, FROM_MIDI = "START (nothing)", "A chorale's opening", "Your MIDI file"
 UPLOADS = RUNS / "music_midi"  # the user's training MIDI files, kept so runs can be resumed
@@ -465,8 +464,8 @@ def train_start(model, transpose, files, steps, batch, lr, layers, run_name, cur
     if model not in MODELS:
         raise ValueError(f"Unknown model {model!r}; choose {' or '.join(MODELS)}.")
     family = MODELS[model]
-    fam = mt.FAMILY if family == "music" else music_rnn.FAMILY
-    depth = {"n_layers": int(layers)} if family == "music" else {"lstm_layers": int(layers)}
+    fam = mt.FAMILY if family == "music_transformer" else music_rnn.FAMILY
+    depth = {"n_layers": int(layers)} if family == "music_transformer" else {"lstm_layers": int(layers)}
     config = fam.config("cpu", transpose=int(transpose), midi_files=keep_uploads(files), steps=int(steps),
                         batch_size=int(batch), lr=float(lr), **depth)
     job = JOBS.start(family, (run_name or "").strip(), config)
@@ -476,7 +475,7 @@ def train_start(model, transpose, files, steps, batch, lr, layers, run_name, cur
 @friendly
 def train_resume(run_name, steps, current):
     path = widgets.USER_CHECKPOINTS / f"{(run_name or '').strip()}.safetensors"
-    family = checkpoint.read_meta(path)["family"] if path.exists() else "music"  # resume() explains a missing run
+    family = checkpoint.read_meta(path)["family"] if path.exists() else "music_transformer"  # resume() explains a missing run
     job = JOBS.resume(family, run_name, steps)
     yield from _train_stream(job, current)
 

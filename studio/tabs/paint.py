@@ -19,10 +19,10 @@ import torch
 from matplotlib.figure import Figure
 from PIL import Image
 
-from models import cyclegan, deepdream, fast_style, pretrained, style_transfer
-from models.family import seeded
-from models.pretrained import VGG16_NAMES
-from models.style_transfer import PRESETS, STYLE_LAYERS, StyleConfig
+from models.paint import cyclegan, deepdream, fast_style, pretrained, style_transfer
+from models.core.family import seeded
+from models.paint.pretrained import VGG16_NAMES
+from models.paint.style_transfer import PRESETS, STYLE_LAYERS, StyleConfig
 from studio import widgets
 from studio.jobs import JOBS, stream
 from studio.widgets import friendly

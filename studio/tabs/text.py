@@ -13,8 +13,9 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from models import FAMILIES, text
-from models.family import seeded
+from models import FAMILIES
+from models.text import corpus as text
+from models.core.family import seeded
 from studio import widgets
 from studio.jobs import JOBS, stream
 from studio.widgets import friendly

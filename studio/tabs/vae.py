@@ -16,8 +16,9 @@ import torch
 from matplotlib.figure import Figure
 from PIL import Image, UnidentifiedImageError
 
-from models import data, evaluate, vae
-from models.family import check_range, last, seeded
+from models.core import data, evaluate
+from models.image import vae
+from models.core.family import check_range, last, seeded
 from studio import widgets
 from studio.jobs import JOBS, stream
 from studio.widgets import friendly

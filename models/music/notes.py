@@ -14,7 +14,7 @@ Vocabularies (fixed, so uploaded MIDI and the chorales share them and transposin
 
 The 371 chorales come from music21's bundled corpus (``corpus.chorales.Iterator``). Parsing them
 takes about a minute, so their tokens are cached in ``assets/data/bach-chorales.npz``; rebuild with
-``python -m models.music build``. Audio is rendered offline by pretty_midi: with FluidSynth
+``python -m models.music.notes build``. Audio is rendered offline by pretty_midi: with FluidSynth
 (Debian ``libfluidsynth3`` + PyPI ``pyfluidsynth``) and pretty_midi's bundled General MIDI
 soundfont TimGM6mb.sf2 when available, else additive sine synthesis.
 """
@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 import pretty_midi
+from models.core import ASSETS
 
-ROOT = Path(__file__).resolve().parent.parent
-CHORALES = ROOT / "assets" / "data" / "bach-chorales.npz"
+CHORALES = ASSETS / "data" / "bach-chorales.npz"
 
 START, REST = 0, 1
 LOWEST, HIGHEST = 21, 108  # piano range
@@ -187,7 +187,7 @@ def build_chorales(path: Path = CHORALES) -> Path:
 def chorales() -> list[tuple[str, np.ndarray, np.ndarray]]:
     """``(name, pitch tokens, duration tokens)`` of every cached chorale, in corpus order."""
     if not CHORALES.exists():
-        raise ValueError(f"{CHORALES.name} is missing; rebuild it with `python -m models.music build`.")
+        raise ValueError(f"{CHORALES.name} is missing; rebuild it with `python -m models.music.notes build`.")
     z = np.load(CHORALES)
     bounds = np.concatenate([[0], np.cumsum(z["lengths"])])
     return [(str(n), z["pitch"][a:b].astype(np.int64), z["duration"][a:b].astype(np.int64))

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.family import Family, check_range, device_of
+from models.core.family import Family, check_range, device_of
 
 
 @dataclass
@@ -41,7 +41,7 @@ class VAEConfig:
         self.channels = tuple(int(c) for c in self.channels)
 
     def validate(self):
-        from models.data import check_dataset
+        from models.core.data import check_dataset
 
         check_dataset(self.dataset)
         check_range("latent size", self.latent_dim, 1, 256)

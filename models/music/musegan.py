@@ -25,7 +25,7 @@ minimising ``-D(fake)`` (the book: Adam lr 1e-3, β = (0.5, 0.9), λ = 10, 5 cri
 
 Data: the 4-part chorales of music21's corpus, cut into 2-bar phrases one bar apart. Parsing takes
 a minute or two, so the pitch of each voice at each sixteenth is cached in
-``assets/data/musegan-chorales.npz``; rebuild with ``python -m models.musegan build``.
+``assets/data/musegan-chorales.npz``; rebuild with ``python -m models.music.musegan build``.
 """
 from __future__ import annotations
 
@@ -39,11 +39,11 @@ import pretty_midi
 import torch
 from torch import nn
 
-from models import music
-from models.family import Family, check_range, device_of, seeded
+from models.music import notes as music
+from models.core.family import Family, check_range, device_of, seeded
+from models.core import ASSETS
 
-ROOT = Path(__file__).resolve().parent.parent
-CACHE = ROOT / "assets" / "data" / "musegan-chorales.npz"
+CACHE = ASSETS / "data" / "musegan-chorales.npz"
 TRACKS = ("Soprano", "Alto", "Tenor", "Bass")
 N_TRACKS, N_BARS, N_STEPS = 4, 2, 16
 LOWEST, N_PITCHES = 36, 48  # MIDI 36..83
@@ -143,7 +143,7 @@ def build(path: Path = CACHE) -> Path:
 @lru_cache(maxsize=1)
 def phrases() -> tuple[np.ndarray, np.ndarray]:
     if not CACHE.exists():
-        raise ValueError(f"{CACHE.name} is missing; rebuild it with `python -m models.musegan build`.")
+        raise ValueError(f"{CACHE.name} is missing; rebuild it with `python -m models.music.musegan build`.")
     z = np.load(CACHE)
     return z["pitch"].astype(np.int64), z["piece"].astype(np.int64)
 

@@ -45,7 +45,7 @@ def stylise(content: np.ndarray, style: np.ndarray, strength: float = 1.0, size:
     photo's colours and takes only the texture."""
     from PIL import Image
 
-    from models.family import check_range
+    from models.core.family import check_range
 
     check_range("strength", strength, 0.0, 1.0)
     check_range("size", size, 32, 2048)

@@ -18,7 +18,7 @@ larger than the previous, so patterns form at several sizes. Shrinking loses det
 reinjection** adds it back after each octave: the difference between the original at this size and
 the original shrunk to the first octave and enlarged again.
 
-The network is EfficientNet-Lite0 (:func:`models.pretrained.efficientnet_lite0`); the book's four
+The network is EfficientNet-Lite0 (:func:`models.paint.pretrained.efficientnet_lite0`); the book's four
 InceptionV3 "mixed" layers map to stages 3–6 (resolutions 1/8 to 1/32). Since nothing is
 trained, this is not a family in ``models.FAMILIES``. :func:`dream` is a generator yielding one
 result per octave.
@@ -31,7 +31,7 @@ from typing import Iterator
 import torch
 import torch.nn.functional as F
 
-from models.pretrained import EfficientNetLite0, efficientnet_lite0
+from models.paint.pretrained import EfficientNetLite0, efficientnet_lite0
 
 LAYERS = EfficientNetLite0.STAGES
 # Chollet's mixed4..mixed7 weights 1.0, 1.5, 2.0, 2.5 moved onto EfficientNet stages 3..6

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.family import check_range
+from models.core.family import check_range
 
 DATASETS = ("ring", "grid", "moons", "drawn")
 LOSSES = ("log", "least-squares", "wasserstein")

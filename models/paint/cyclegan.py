@@ -32,9 +32,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.family import Family, check_range, device_of
+from models.core.family import Family, check_range, device_of
+from models.core import ASSETS
 
-PHOTOS = Path(__file__).resolve().parent.parent / "assets" / "images"
+PHOTOS = ASSETS / "images"
 DIRECTIONS = ("a_to_b", "b_to_a")
 MAX_SAMPLES = 10_000
 
@@ -54,7 +55,7 @@ class CycleGANConfig:
     steps: int = 30_000
 
     def validate(self):
-        from models.data import check_dataset
+        from models.core.data import check_dataset
 
         check_dataset(self.dataset)
         check_range("filters", self.filters, 1, 256)
@@ -115,7 +116,7 @@ def blend_onto_patches(digits: torch.Tensor, seed: int) -> torch.Tensor:
 def domains(dataset: str, split: str, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Unpaired domains: A (n, 1, 28, 28) plain images, B (n, 1, 28, 28) other images on patches, and
     B's labels (for scoring only; training never sees them)."""
-    from models import data
+    from models.core import data
 
     x, y = data.images(dataset, split)
     n = min(n, len(x) // 2)
@@ -127,7 +128,7 @@ def domains(dataset: str, split: str, n: int) -> tuple[torch.Tensor, torch.Tenso
 def cycle_data(config: CycleGANConfig, split: str) -> tuple[tuple, dict]:
     n = config.n_train if split == "train" else 2_000
     a, b, yb = domains(config.dataset, split, n)
-    from models import data
+    from models.core import data
 
     title = data.DATASETS[config.dataset]["title"]
     return (a, b, yb), {"title": f"{title} (A) ↔ {title} on photo patches (B), unpaired",
@@ -323,7 +324,7 @@ def preview(model: CycleGAN, generator: torch.Generator) -> torch.Tensor:
 def evaluate(model: CycleGAN, a, b, yb) -> dict:
     """Held-out cycle and identity errors (mean absolute pixel error), and whether B→A keeps the digit:
     the MNIST classifier's accuracy on translated images, next to its accuracy on the textured inputs."""
-    from models import evaluate as scoring
+    from models.core import evaluate as scoring
 
     model.eval()
     out = {"reconstruction_a": 0.0, "reconstruction_b": 0.0, "identity_a": 0.0, "identity_b": 0.0}

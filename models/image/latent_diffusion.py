@@ -33,8 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.diffusion import alpha_bars, guided, q_sample, reverse, time_embedding, timesteps
-from models.family import Family, check_range, device_of
+from models.image.diffusion import alpha_bars, guided, q_sample, reverse, time_embedding, timesteps
+from models.core.family import Family, check_range, device_of
 
 # --- prompts ---------------------------------------------------------------------------------------
 
@@ -338,7 +338,7 @@ def build(config: LatentDiffusionConfig) -> LatentDiffusion:
 
 def data(config: LatentDiffusionConfig, split: str):
     """Images, labels and the two attribute codes measured on each image."""
-    from models import data as datasets
+    from models.core import data as datasets
 
     x, y = datasets.images(config.dataset, split)
     return (x, y, _attribute_codes(config.dataset, split)), {
@@ -349,7 +349,7 @@ def data(config: LatentDiffusionConfig, split: str):
 
 @functools.lru_cache(maxsize=None)
 def _attribute_codes(dataset: str, split: str) -> torch.Tensor:
-    from models import data as datasets
+    from models.core import data as datasets
 
     x, y = datasets.load_uint8(dataset, split)
     return torch.from_numpy(attributes(x / 255.0, y, dataset))
@@ -383,8 +383,8 @@ def evaluate(model: LatentDiffusion, x, y, attrs, batch_size: int = 1000) -> dic
     """Held-out autoencoder reconstruction (BCE per pixel), latent noise-prediction MSE at seeded
     timesteps, and how well prompts are followed: the project's classifier's accuracy on "a <class>"
     samples, and the ink ratio of "a thick …" to "a thin …" samples (MNIST) or dark to bright (Fashion)."""
-    from models import evaluate as classifier
-    from models.family import last, seeded
+    from models.core import evaluate as classifier
+    from models.core.family import last, seeded
 
     model.eval()
     device = device_of(model)

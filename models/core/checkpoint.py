@@ -22,6 +22,7 @@ from safetensors import SafetensorError
 from torch import nn
 
 FORMAT = "gdl-studio/1"
+RENAMED = {"music": "music_transformer"}  # family names changed since a checkpoint was written
 MAX_HEADER = 100 * 1024 * 1024
 
 
@@ -97,6 +98,8 @@ def read_meta(path) -> dict:
             out[k] = v if k == "format" else json.loads(v)
         except json.JSONDecodeError:
             raise ValueError(f"{name} has corrupt metadata field {k!r}.") from None
+    if out.get("family") in RENAMED:
+        out["family"] = RENAMED[out["family"]]
     return out
 
 
@@ -115,7 +118,7 @@ def load(path, families: dict | None = None, device=None):
     Returns ``(model, config, meta)``; the model is in eval mode on ``device`` (CPU by default).
     """
     from models import FAMILIES
-    from models.family import make_config
+    from models.core.family import make_config
 
     families = families or FAMILIES
     meta = read_meta(path)

@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models import text
-from models.family import check_range
+from models.text import corpus as text
+from models.core.family import check_range
 
 
 @dataclass

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.family import Family, check_range, device_of
+from models.core.family import Family, check_range, device_of
 
 CLASSES = 10
 LOSSES = ("bce", "wgan-gp")
@@ -63,7 +63,7 @@ class GANConfig:
         self.d_channels = tuple(int(c) for c in self.d_channels)
 
     def validate(self):
-        from models.data import check_dataset
+        from models.core.data import check_dataset
 
         check_dataset(self.dataset)
         check_range("latent size", self.latent_dim, 1, 1024)
@@ -238,7 +238,7 @@ LIVE = ("loss", "critic_steps", "gp_weight", "label_smoothing", "label_noise", "
 def switch(config: GANConfig, **changes) -> list[str]:
     """Change the settings a running training reads at every step (those in ``LIVE``), in place, after
     validating them. Returns what changed, e.g. ``["loss bce → wgan-gp"]``."""
-    from models.family import make_config
+    from models.core.family import make_config
 
     bad = sorted(set(changes) - set(LIVE))
     if bad:
@@ -323,7 +323,7 @@ def diversity(images, dataset: str) -> dict:
     ``diversity`` is the mean pairwise feature distance of the samples divided by that of as many
     real test images (about 1 is healthy; near 0 is mode collapse); ``classes_seen`` counts the
     classes the classifier finds among the samples."""
-    from models import data, evaluate as ev
+    from models.core import data, evaluate as ev
 
     images = torch.as_tensor(images, dtype=torch.float32)
     if len(images) < 8:

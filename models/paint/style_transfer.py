@@ -1,7 +1,7 @@
 """Neural style transfer (Gatys, Ecker & Bethge 2015; Foster ch. 5, Chollet ch. 12).
 
 Nothing is trained here: the pixels of one image are optimised, through a fixed ImageNet VGG16
-(:func:`models.pretrained.vgg16`), so that
+(:func:`models.paint.pretrained.vgg16`), so that
 
 * its **content** matches the content image's: deep activations ``F`` at one layer, compared
   directly, ``L_content = Σ (F_gen − F_content)²``;
@@ -32,7 +32,7 @@ from typing import Iterator
 import torch
 import torch.nn.functional as F
 
-from models.pretrained import VGG16_NAMES, vgg16
+from models.paint.pretrained import VGG16_NAMES, vgg16
 
 STYLE_LAYERS = ["block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1"]
 INITS = ("content", "noise")

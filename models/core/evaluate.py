@@ -15,7 +15,7 @@ and every image family is scored in *its* eyes:
   ``|mu1 - mu2|² + tr(S1 + S2 - 2 (S1^½ S2 S1^½)^½)``. Lower is better; the test set's own
   training images score near 0. Numbers are comparable only within one dataset's classifier.
 
-Train and ship a classifier with ``python -m models.evaluate mnist`` (writes
+Train and ship a classifier with ``python -m models.core.evaluate mnist`` (writes
 ``assets/checkpoints/classifier_<dataset>.safetensors`` and its card). The test-set feature
 statistics are stored in the same file as buffers.
 """
@@ -31,10 +31,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models import checkpoint, data
-from models.family import default_device, device_of, hardware_name
+from models.core import checkpoint, data
+from models.core.family import default_device, device_of, hardware_name
+from models.core import ASSETS
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets" / "checkpoints"
+ASSETS = ASSETS / "checkpoints"
 FEATURES = 128
 
 
@@ -193,7 +194,7 @@ def main(argv=None) -> None:
     card = {
         "name": path.stem, "family": "classifier", "dataset": a.dataset, "config": asdict(config),
         "metrics": {**metrics, "real_train_images_scores": real},
-        "command": f"python -m models.evaluate {a.dataset} --epochs {a.epochs}",
+        "command": f"python -m models.core.evaluate {a.dataset} --epochs {a.epochs}",
         "hardware": hardware_name(default_device()),
     }
     checkpoint.write_json(path.with_suffix(".json"), card)
