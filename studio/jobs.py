@@ -1,7 +1,13 @@
-"""Training from the page: one background run at a time (two cores), with live progress, cancel
-(the checkpoint at the current step is kept), resume, and the result listed among checkpoints.
+"""Training from the page: one background run at a time (two cores), owned by the visitor who started it.
 
-The page polls a :class:`Job` from a generator handler; closing the tab does not stop the run.
+Gradio serves every visitor from one process, so the slot is shared but a run is not: only its owner
+(the browser session, or the ``gradio_client`` session, that pressed Start) can cancel it, resume it
+or change its settings while it runs; everyone else is told the slot is busy, by what, and until
+when. Live changes are queued and applied by the training thread between two steps, so a step
+never sees half of them. Cancelling keeps the checkpoint at the current step; closing the page
+does not stop the run.
+
+The page polls a :class:`Job` from a generator handler (:func:`stream`).
 """
 from __future__ import annotations
 
@@ -10,12 +16,28 @@ import time
 import traceback
 from dataclasses import dataclass, field, replace
 
-import gradio as gr
-
 from models import FAMILIES
-from models.core import checkpoint, train as training
+from models.core import checkpoint
+from models.core import train as training
 from models.core.train import Progress, Result
 from studio import widgets
+
+LOCAL = "local"  # the owner of runs started from Python rather than a browser session
+
+
+def owner_of(request) -> str:
+    """The visitor a handler serves: Gradio's session hash, or ``LOCAL`` when called from Python."""
+    return getattr(request, "session_hash", None) or LOCAL
+
+
+def clock(seconds: float) -> str:
+    """12 s, 3 min 20 s, 1 h 05 min."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
 @dataclass
@@ -23,16 +45,27 @@ class Job:
     family: str
     name: str
     config: object
+    owner: str = LOCAL
     resume: bool = False
     cancel: threading.Event = field(default_factory=threading.Event)
     progress: Progress | None = None
     result: Result | None = None
     error: str | None = None
     thread: threading.Thread | None = None
+    marks: list = field(default_factory=list)  # (step, what changed), drawn on the curves
+    _pending: dict = field(default_factory=dict)  # live changes waiting for the next step
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def running(self) -> bool:
         return self.thread is not None and self.thread.is_alive()
+
+    def eta(self) -> float | None:
+        """Seconds left at the speed so far (None before the first report)."""
+        p = self.progress
+        if p is None or not p.images_per_s:
+            return None
+        return (p.total - p.step) * self.config.batch_size / p.images_per_s
 
     def status(self) -> str:
         if self.error:
@@ -42,39 +75,82 @@ class Job:
         p = self.progress
         if p is None:
             return f"**{self.name}**: starting…"
-        ms = ", ".join(f"{k} {v:.2f}" for k, v in p.metrics.items())
-        return (f"**{self.name}**: step {p.step}/{p.total} ({p.step / p.total:.0%}), {ms}; "
-                f"{p.images_per_s:.0f} {FAMILIES[self.family].unit}/s, {p.elapsed:.0f} s")
+        ms = ", ".join(f"{k} {v:.3g}" for k, v in p.metrics.items())
+        eta = self.eta()
+        left = f", about {clock(eta)} left" if eta is not None else ""
+        return (f"**{self.name}**: step {p.step}/{p.total} ({p.step / p.total:.0%}){left}; {ms}; "
+                f"{p.images_per_s:.0f} {FAMILIES[self.family].unit}/s, {clock(p.elapsed)}")
+
+    def busy_message(self) -> str:
+        p = self.progress
+        where = f" (step {p.step}/{p.total})" if p else ""
+        eta = self.eta()
+        until = f", about {clock(eta)} left" if eta is not None else ""
+        return (f"The training slot is busy: another visitor is training {self.name} "
+                f"({FAMILIES[self.family].title}){where}{until}. Wait for it to finish; only they can cancel it.")
+
+    def request_change(self, changes: dict, apply) -> None:
+        """Queue ``changes`` for the training thread: ``apply(config, changes)`` runs between two steps."""
+        with self._lock:
+            self._pending.update(changes)
+            self._apply = apply
+
+    def between_steps(self, step: int) -> None:
+        """Called by the training thread between steps: apply queued live changes all at once."""
+        with self._lock:
+            if not self._pending:
+                return
+            changes, self._pending = self._pending, {}
+        done = self._apply(self.config, changes)
+        if done:
+            self.marks.append((step, "; ".join(done)))
 
 
 class Jobs:
-    """The studio's single training slot."""
+    """The studio's single training slot, and who started which run while this server has been up."""
+
+    @property
+    def folder(self):
+        return widgets.USER_CHECKPOINTS
 
     def __init__(self):
         self._lock = threading.Lock()
         self.current: Job | None = None
+        self.owners: dict[str, str] = {}  # run name -> owner, for runs started since the server started
 
-    def start(self, family: str, name: str, config, resume: bool = False, **train_kwargs) -> Job:
+    def _check_owner(self, owner: str, name: str, verb: str) -> None:
+        started_by = self.owners.get(name)
+        if started_by is not None and started_by != owner:
+            raise ValueError(f"{name} was started by another visitor; only they can {verb} it. "
+                             "Choose another run name for your own run.")
+
+    def start(self, family: str, name: str, config, resume: bool = False, owner: str = LOCAL,
+              **train_kwargs) -> Job:
+        name = (name or "").strip()
         training.check_name(name)
         if (training.SHIPPED / f"{name}.safetensors").exists():
             raise ValueError(f"{name!r} is a shipped checkpoint; choose another name for your run.")
-        if not resume and (widgets.USER_CHECKPOINTS / f"{name}.safetensors").exists():
+        if not resume and (self.folder / f"{name}.safetensors").exists():
             raise ValueError(f"You already have a run named {name!r}: resume it, or choose another name "
                              "(a new run would overwrite it).")
         with self._lock:
-            if self.current and self.current.running:
-                raise ValueError(f"A training run ({self.current.name}) is already in progress; "
-                                 "cancel it or wait for it to finish.")
-            job = Job(family, name, config, resume)
+            job = self.current
+            if job and job.running:
+                if job.owner != owner:
+                    raise ValueError(job.busy_message())
+                raise ValueError(f"Your training run {job.name} is already in progress; cancel it or wait for it "
+                                 "to finish.")
+            self._check_owner(owner, name, "resume" if resume else "replace")
+            job = Job(family, name, config, owner, resume)
             fam = FAMILIES[family]
 
             def run():
                 settings = {"log_every": 10, "checkpoint_every": 250, "preview_every": 50, "score_samples": 500,
-                            "command": f"trained in the studio (Train tab), name {name}", **train_kwargs}
+                            "command": f"trained in the studio (Train section), name {name}", **train_kwargs}
                 try:
-                    job.result = training.train(fam, config, name=name, out=widgets.USER_CHECKPOINTS, resume=resume,
+                    job.result = training.train(fam, config, name=name, out=self.folder, resume=resume,
                                                 cancel=job.cancel, on_progress=lambda p: setattr(job, "progress", p),
-                                                **settings)
+                                                between_steps=job.between_steps, **settings)
                 except ValueError as e:
                     job.error = str(e)
                 except Exception as e:  # keep the studio alive and say what happened
@@ -82,49 +158,65 @@ class Jobs:
                     job.error = f"{type(e).__name__}: {e}"
 
             job.thread = threading.Thread(target=run, name=f"train-{name}", daemon=True)
-            job.thread.start()
+            self.owners[name] = owner
             self.current = job
+            job.thread.start()
             return job
 
-    def resume(self, family: str, name: str, steps) -> Job:
-        """Continue a run of the user's with its own settings, up to ``steps``."""
+    def resume(self, name: str, steps, owner: str = LOCAL) -> Job:
+        """Continue a run of the user's with its own settings, up to ``steps``; the family comes from the file."""
         name = (name or "").strip()
-        path = widgets.USER_CHECKPOINTS / f"{name}.safetensors"
+        path = self.folder / f"{name}.safetensors"
         if not name or not path.exists():
             raise ValueError(f"No run of yours named {name!r} to resume.")
-        config = replace(checkpoint.load(path)[1], steps=int(steps))
-        return self.start(family, name, config, resume=True)
+        self._check_owner(owner, name, "resume")
+        _, config, meta = checkpoint.load(path)
+        return self.start(meta["family"], name, replace(config, steps=int(steps)), resume=True, owner=owner)
 
-    def cancel(self) -> str:
+    def mine(self, owner: str) -> Job | None:
+        """The visitor's own run in progress, if any."""
+        job = self.current
+        return job if job is not None and job.running and job.owner == owner else None
+
+    def cancel(self, owner: str = LOCAL) -> str:
         job = self.current
         if not job or not job.running:
             return "No training run in progress."
+        if job.owner != owner:
+            return f"The run in progress ({job.name}) belongs to another visitor; only they can cancel it."
         job.cancel.set()
         return f"Cancelling {job.name}: the checkpoint at the current step is kept."
+
+    def change(self, owner: str, family: str, changes: dict, apply) -> Job:
+        """Queue live setting changes for the visitor's own run of ``family`` (applied between steps)."""
+        job = self.current
+        if job is None or not job.running or job.family != family:
+            raise ValueError(f"No {FAMILIES[family].title} training in progress: start one, then change its "
+                             "settings while it runs.")
+        if job.owner != owner:
+            raise ValueError(f"The run in progress ({job.name}) belongs to another visitor; only they can "
+                             "change its settings.")
+        job.request_change(changes, apply)
+        return job
 
 
 JOBS = Jobs()
 
 
-def stream(job: Job, family: str, keys: list[str], current_checkpoint, render=None):
-    """Poll a training job twice a second for a generator handler: yields (status, curves, preview,
-    checkpoint dropdown). Curves and preview are sent only when they change; at the end the
-    dropdown is refreshed so the new checkpoint can be picked. ``render`` turns the family's preview
-    into what the preview component shows (default: a 4×4 mosaic of images)."""
-    render = render or (lambda images: widgets.mosaic(images, 4, pad=1, scale=4))
+def stream(job: Job, render, curves):
+    """Poll a training job twice a second for a generator handler: yields ``(status, figure or None,
+    preview values or None, done)``; the figure and preview only when a new report arrived."""
     drawn_step = -1
     while True:
         done = not job.running
         p = job.progress
-        curves = preview = gr.update()
+        figure = preview = None
         if p is not None and p.step != drawn_step:
             drawn_step = p.step
-            curves = widgets.curves_figure(p.history, keys)
+            figure = curves(p.history, job.marks)
             if p.preview is not None:
                 preview = render(p.preview)
-        choices = (gr.update(choices=widgets.checkpoint_choices(family), value=current_checkpoint)
-                   if done else gr.update())
-        yield job.status(), curves, preview, choices
+        yield job.status(), figure, preview, done
         if done:
             return
         time.sleep(0.5)

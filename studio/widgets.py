@@ -5,20 +5,27 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import re
+import shutil
 import tempfile
+import time
+import uuid
 from pathlib import Path
 
 import gradio as gr
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
+from models import FAMILIES
 from models.core import checkpoint, train as training
 from models.core.train import RUNS
 
 USER_CHECKPOINTS = RUNS / "checkpoints"
 EXPORTS = Path(tempfile.gettempdir()) / "gdl-studio-exports"
+EXPORT_TTL_S = 3600  # exported files older than this are removed when new ones are written
+MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a 64-bit integer
 
 
 def friendly(fn):
@@ -45,13 +52,45 @@ def friendly(fn):
 
 
 def seed_of(value) -> int:
-    """A seed box's value as an int, refusing blanks, fractions and negatives with one message."""
-    if value is None or float(value) != int(value) or int(value) < 0:
-        raise ValueError("Seed must be a whole number ≥ 0.")
-    return int(value)
+    """A seed box's value as an int, refusing blanks, fractions, negatives and huge values with one message."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not (number == number and 0 <= number <= MAX_SEED and number == int(number)):
+        raise ValueError(f"Seed must be a whole number from 0 to {MAX_SEED}; got {value!r}.")
+    return int(value) if isinstance(value, int) else int(number)
+
+
+def seed_box(value: int = 0, label: str = "Seed", **kwargs) -> gr.Number:
+    """A seed box that passes fractions through (``precision=None``) so :func:`seed_of` can refuse them."""
+    return gr.Number(value=value, precision=None, label=label, **kwargs)
 
 
 # --- images ---
+
+MAX_UPLOAD_PIXELS = 25_000_000  # 5000×5000: far more than any view needs; bigger is refused before decoding
+
+
+def read_image(file_path) -> Image.Image:
+    """An uploaded image, opened safely: a missing file, a non-image, an empty file or a huge one (a
+    decompression bomb: a few KB that decode to gigabytes) is refused with a clear message, before
+    its pixels are decoded."""
+    if not file_path:
+        raise ValueError("Upload an image file (PNG or JPEG) first.")
+    name = Path(file_path).name
+    if not Path(file_path).is_file() or Path(file_path).stat().st_size == 0:
+        raise ValueError(f"{name} is empty or missing: upload a PNG or JPEG image.")
+    try:
+        with Image.open(file_path) as im:
+            w, h = im.size
+            if w * h > MAX_UPLOAD_PIXELS:
+                raise ValueError(f"{name} is {w}×{h} pixels; the studio takes images up to "
+                                 f"{MAX_UPLOAD_PIXELS // 1_000_000} megapixels. Resize it first.")
+            im.load()
+            return im.copy()
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, SyntaxError):
+        raise ValueError(f"{name} is not an image the studio can read (use PNG or JPEG).") from None
 
 def mosaic(images, nrow: int, pad: int = 1, scale: int = 1) -> np.ndarray:
     """(N, 1, H, W) floats in [0, 1] -> one uint8 grayscale picture, ``nrow`` images per row."""
@@ -78,18 +117,35 @@ def figure_to_array(fig: Figure) -> np.ndarray:
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 
-def save_gif(frames: list[np.ndarray], name: str, ms: int = 120) -> str:
-    """Write frames (uint8 arrays) as a looping GIF that bounces back and forth; returns its path."""
+def export_path(filename: str) -> Path:
+    """A fresh folder per output, so two visitors (or two clicks) never share a file; old ones are swept."""
     EXPORTS.mkdir(parents=True, exist_ok=True)
+    now = time.time()
+    for old in EXPORTS.iterdir():
+        try:
+            if old.is_dir() and now - old.stat().st_mtime > EXPORT_TTL_S:
+                shutil.rmtree(old, ignore_errors=True)
+        except FileNotFoundError:
+            pass
+    folder = EXPORTS / uuid.uuid4().hex[:16]
+    folder.mkdir()
+    return folder / (re.sub(r"[^\w.-]", "_", filename)[:100] or "output")
+
+
+def save_gif(frames: list[np.ndarray], name: str, ms: int = 120, comment: str | None = None) -> str:
+    """Write frames (uint8 arrays) as a looping GIF that bounces back and forth, at a path of its own;
+    ``comment`` (the provenance JSON) goes in the GIF's comment block."""
     images = [Image.fromarray(f) for f in frames]
     images = images + images[-2:0:-1]
-    path = EXPORTS / name
-    images[0].save(path, save_all=True, append_images=images[1:], duration=ms, loop=0)
+    path = export_path(name)
+    extra = {"comment": comment.encode()} if comment else {}
+    images[0].save(path, save_all=True, append_images=images[1:], duration=ms, loop=0, **extra)
     return str(path)
 
 
-def curves_figure(history: list[dict], keys: list[str], title: str = "") -> Figure:
-    """One small panel per metric against training step."""
+def curves_figure(history: list[dict], keys: list[str], title: str = "", marks=()) -> Figure:
+    """One small panel per metric against training step; ``marks`` (step, what) are dotted lines
+    where settings were changed mid-run."""
     fig = Figure(figsize=(3.2 * len(keys), 2.6), dpi=90, layout="constrained")
     history = list(history)  # a snapshot: the training thread appends while the page draws
     steps = [h["step"] for h in history]
@@ -99,6 +155,9 @@ def curves_figure(history: list[dict], keys: list[str], title: str = "") -> Figu
         ax.set_title(key)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
+        for step, what in list(marks):
+            ax.axvline(step, color="k", ls=":", lw=1)
+            ax.text(step, ax.get_ylim()[1], f" {what}", fontsize=6, va="top", rotation=90)
     if title:
         fig.suptitle(title)
     return fig
@@ -173,9 +232,16 @@ def read_card(path: Path) -> dict:
     card_path = Path(path).with_suffix(".json")
     if card_path.exists():
         try:
-            return json.loads(card_path.read_text())
-        except json.JSONDecodeError:
-            pass
+            card = json.loads(card_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            card = None
+        if not isinstance(card, dict):
+            family = _header_family(path)
+            return {"name": Path(path).stem, "family": family,
+                    "error": f"its card {card_path.name} is corrupt (not a JSON object); the weights may still "
+                             "load, but nothing it claims can be shown. Delete the card or re-train."}
+        card["family"] = checkpoint.RENAMED.get(card.get("family"), card.get("family"))
+        return card
     try:
         meta = checkpoint.read_meta(path)
     except ValueError as e:
@@ -184,12 +250,19 @@ def read_card(path: Path) -> dict:
             "steps": meta.get("step"), "wall_time_s": meta.get("wall_time_s")}
 
 
+def _header_family(path):
+    try:
+        return checkpoint.read_meta(path).get("family")
+    except ValueError:
+        return None
+
+
 def checkpoint_choices(family: str) -> list[tuple[str, str]]:
     choices = []
     for name, path in checkpoint_paths(family).items():
         card = read_card(path)
         where = "shipped" if path.parent == training.SHIPPED else "yours"
-        choices.append((f"{name} ({describe(card.get('config', {}))}; {where})", name))
+        choices.append((f"{name} ({describe(card) or 'card unreadable'}; {where})", name))
     return choices
 
 
@@ -214,39 +287,19 @@ def load(family: str, name: str):
     return _load(str(path), path.stat().st_mtime)
 
 
-def import_checkpoint(file_path: str, family: str) -> str:
-    """Validate an uploaded checkpoint (never unpickled) and copy it among the user's checkpoints."""
-    if not file_path:
-        raise ValueError("Choose a .safetensors file to import.")
-    src = Path(file_path)
-    if src.suffix != ".safetensors":
-        raise ValueError(f"{src.name} is not a .safetensors checkpoint.")
-    _, config, meta = checkpoint.load(src)
-    if meta["family"] != family:
-        raise ValueError(f"{src.name} is a {meta['family']} checkpoint, not a {family} one.")
-    name = src.stem
-    if (training.SHIPPED / src.name).exists():
-        name = f"{name}_imported"
-    USER_CHECKPOINTS.mkdir(parents=True, exist_ok=True)
-    dest = USER_CHECKPOINTS / f"{name}.safetensors"
-    dest.write_bytes(src.read_bytes())
-    return name
+def config_dict(config) -> dict:
+    from dataclasses import asdict
+
+    return asdict(config)
 
 
-def describe(cfg: dict, dataset: bool = True) -> str:
-    """The settings that tell checkpoints of a family apart, in a few words."""
-    parts = [cfg.get("dataset", "?")] if dataset else []
-    if "latent_dim" in cfg:
-        parts.append(f"latent {cfg['latent_dim']}")
-    if "beta" in cfg and cfg["beta"] != 1.0:
-        parts.append(f"β {cfg['beta']}")
-    if "schedule" in cfg:
-        parts.append(f"{cfg['schedule']} schedule, T {cfg.get('T')}")
-    if cfg.get("conditional"):
-        parts.append("class-conditional")
-    if "lambda_id" in cfg:
-        parts.append(f"cycle weight {cfg['lambda_reconstr']:g}, identity weight {cfg['lambda_id']:g}")
-    return ", ".join(parts)
+def describe(card: dict, dataset: bool = True) -> str:
+    """The settings that tell checkpoints of a family apart, in the family's own words."""
+    cfg = card.get("config", {})
+    fam = FAMILIES.get(card.get("family"))
+    parts = [cfg.get("dataset", "?")] if dataset and "dataset" in cfg else []
+    own = fam.summary(cfg) if fam else ""
+    return ", ".join(parts + ([own] if own else []))
 
 
 def card_markdown(card: dict) -> str:
@@ -255,20 +308,14 @@ def card_markdown(card: dict) -> str:
         return f"**{card['name']}**: {card['error']}"
     cfg = card.get("config", {})
     m = card.get("metrics", {})
-    lines = [f"**{card.get('name')}**: {card.get('data', {}).get('title', cfg.get('dataset', ''))}, "
-             f"{describe(cfg, dataset=False)}, {card.get('steps')} steps"
+    fam = FAMILIES.get(card.get("family"))
+    own = describe(card, dataset=False)
+    lines = [f"**{card.get('name')}**: {card.get('data', {}).get('title', cfg.get('dataset', ''))}"
+             + (f", {own}" if own else "") + f", {card.get('steps')} steps"
              + (f" ({card['epochs']} epochs)" if card.get("epochs") else "")
              + (f", {card['wall_time_s']:.0f} s" if card.get("wall_time_s") is not None else "")
              + (f" on {card['hardware']}" if card.get("hardware") else "")]
-    if "neg_elbo_nats" in m:
-        lines.append(f"Test set: −ELBO **{m['neg_elbo_nats']:.1f} nats**, reconstruction BCE "
-                     f"{m['reconstruction_bce']:.1f}, KL {m['kl']:.1f}")
-    if "test_mse" in m:
-        lines.append(f"Test set: noise-prediction MSE **{m['test_mse']:.4f}**")
-    shown = {"neg_elbo_nats", "reconstruction_bce", "kl", "test_mse", "sample_scores"}
-    rest = {k: v for k, v in m.items() if k not in shown and isinstance(v, (int, float))}
-    if rest:  # a family's own held-out metrics, named as its evaluate() names them
-        lines.append("Held-out: " + ", ".join(f"{k.replace('_', ' ')} **{v:.4g}**" for k, v in rest.items()))
+    lines += fam.metric_lines(m) if fam else []
     s = m.get("sample_scores")
     if s:
         how = ", ".join(f"{k} {v}" for k, v in s.get("sampler", {}).items())
@@ -278,6 +325,10 @@ def card_markdown(card: dict) -> str:
                      + (f", Fréchet distance {s['frechet_distance']:.0f}" if "frechet_distance" in s else ""))
     if card.get("command"):
         lines.append(f"Reproduce: `{card['command']}`")
+    elif card.get("imported"):
+        imp = card["imported"]
+        lines.append(f"Imported from {imp['file']} on {imp['at']} (sha256 {imp['sha256'][:12]}…): no held-out "
+                     "metrics were recorded with it.")
     elif "metrics" not in card:
         lines.append("No card yet: this run was interrupted before it finished (resume it in Train).")
     return "  \n".join(lines)

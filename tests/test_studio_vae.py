@@ -10,20 +10,10 @@ from PIL import Image, ImageDraw
 
 from models import FAMILIES
 from models.core import checkpoint, train as training
-from studio import jobs, widgets
+from studio import jobs, parts, widgets
 from studio.tabs import vae as tab
 
 SHIPPED = "vae_mnist"
-
-
-@pytest.fixture
-def user_dir(tmp_path, monkeypatch):
-    """Send the user's checkpoints and training state to a temporary folder."""
-    monkeypatch.setattr(widgets, "USER_CHECKPOINTS", tmp_path / "checkpoints")
-    monkeypatch.setattr(training, "STATE", tmp_path / "state")
-    monkeypatch.setattr(jobs, "JOBS", jobs.Jobs())
-    monkeypatch.setattr(tab, "JOBS", jobs.JOBS)
-    return tmp_path / "checkpoints"
 
 
 def digit_png(path, background=255, ink=0):
@@ -35,7 +25,8 @@ def digit_png(path, background=255, ink=0):
 
 
 def test_select_checkpoint_fills_card_map_and_sliders():
-    card, map_img, note, *sliders = tab.select_checkpoint(SHIPPED)
+    card = parts.card_of(["vae"], SHIPPED)
+    map_img, note, *sliders = tab.select_checkpoint(SHIPPED)
     assert "nats" in card and "vae_mnist" in card
     assert map_img.ndim == 3 and map_img.shape[2] == 3
     assert [s["visible"] for s in sliders] == [True, True] + [False] * (tab.N_SLIDERS - 2)
@@ -146,12 +137,18 @@ def test_attribute_arithmetic():
 
 
 def test_samples_same_seed_same_images():
-    a, md = tab.samples(SHIPPED, 7, 16, 1.0)
-    b, _ = tab.samples(SHIPPED, 7, 16, 1.0)
-    c, _ = tab.samples(SHIPPED, 8, 16, 1.0)
+    a, md, record, png = tab.samples(SHIPPED, 7, 16, 1.0)
+    b, *_ = tab.samples(SHIPPED, 7, 16, 1.0)
+    c, *_ = tab.samples(SHIPPED, 8, 16, 1.0)
     assert np.array_equal(a, b) and not np.array_equal(a, c)
     assert "seed 7" in md and "confidence" in md
-    for bad in ((-1, 16, 1.0), (0, 0, 1.0), (0, 16, -1.0), (1.5, 16, 1.0)):
+    # the download is the same picture with its provenance inside, at a path of its own
+    with Image.open(png) as im:
+        assert np.array_equal(np.asarray(im), a)
+        embedded = json.loads(im.text["provenance"])
+    assert embedded == record and record["seed"] == 7 and record["checkpoint"] == SHIPPED
+    assert len(record["checkpoint_sha256"]) == 64 and record["controls"] == {"n": 16, "prior_scale": 1.0}
+    for bad in ((-1, 16, 1.0), (0, 0, 1.0), (0, 16, -1.0), (1.5, 16, 1.0), (1e30, 16, 1.0), (None, 16, 1.0)):
         with pytest.raises(gr.Error):
             tab.samples(SHIPPED, *bad)
 
@@ -166,6 +163,9 @@ def test_unknown_and_corrupt_checkpoints_give_messages(user_dir):
     assert "broken" in [v for _, v in widgets.checkpoint_choices("vae")]
     with pytest.raises(gr.Error, match="broken.safetensors"):
         tab.select_checkpoint("broken")
+    # a card that is not JSON is reported as corrupt, not as an interrupted run
+    (user_dir / "broken.json").write_text("{not json")
+    assert "corrupt" in widgets.card_markdown(widgets.read_card(user_dir / "broken.safetensors"))
     # the studio keeps working
     assert tab.latent_grid(SHIPPED, 4, 1.0).ndim == 3
 
@@ -173,35 +173,38 @@ def test_unknown_and_corrupt_checkpoints_give_messages(user_dir):
 def test_import_checkpoint_refuses_bad_files(user_dir, tmp_path):
     bad = tmp_path / "weights.safetensors"
     bad.write_bytes(b"not really")
-    with pytest.raises(gr.Error, match="weights.safetensors"):
-        tab.import_file(str(bad))
+    with pytest.raises(ValueError, match="weights.safetensors"):
+        parts.import_into(["vae"], str(bad), jobs.LOCAL)
     pt = tmp_path / "weights.pt"
     pt.write_bytes(b"\x80\x04junk")
-    with pytest.raises(gr.Error, match="not a .safetensors"):
-        tab.import_file(str(pt))
+    with pytest.raises(ValueError, match="not a .safetensors"):
+        parts.import_into(["vae"], str(pt), jobs.LOCAL)
     good = tmp_path / "mine.safetensors"
     good.write_bytes(widgets.resolve("vae", SHIPPED).read_bytes())
-    update, msg = tab.import_file(str(good))
-    assert update["value"] == "mine" and "mine" in msg
+    with pytest.raises(ValueError, match="vae checkpoint; this tab takes gan"):
+        parts.import_into(["gan"], str(good), jobs.LOCAL)
+    assert parts.import_into(["vae"], str(good), jobs.LOCAL) == "mine"
+    assert "Imported from mine.safetensors" in parts.card_of(["vae"], "mine")
+    # importing again never overwrites: the copy gets a free name, with its own card
+    assert parts.import_into(["vae"], str(good), jobs.LOCAL) == "mine_imported"
 
 
-def test_training_in_the_page_streams_then_lists_the_checkpoint(user_dir):
+def test_training_in_the_page_streams_then_lists_the_checkpoint(user_dir, actions):
     """Start a short run from the Train tab: status, curves and a preview stream in; at the end the
     run is in the checkpoint dropdown and loads."""
-    updates = list(tab.train_start("mnist", 2, 1.0, 50, 128, 1e-3, "page_run", SHIPPED))
+    updates = list(actions["vae_train"]("mnist", 2, 1.0, 50, 128, 1e-3, "page_run", SHIPPED))
     status, _, _, dropdown = updates[-1]
     assert "Finished 50 steps" in status
     figures = [u[1] for u in updates if not isinstance(u[1], dict)]
     previews = [u[2] for u in updates if isinstance(u[2], np.ndarray)]
     assert figures and previews and previews[-1].ndim == 2
     assert "page_run" in [v for _, v in dropdown["choices"]]
-    card, *_ = tab.select_checkpoint("page_run")
-    assert "nats" in card
+    assert "nats" in parts.card_of(["vae"], "page_run")
     with pytest.raises(gr.Error, match="already have a run named"):  # never overwrite the user's work
-        list(tab.train_start("mnist", 2, 1.0, 50, 128, 1e-3, "page_run", SHIPPED))
+        list(actions["vae_train"]("mnist", 2, 1.0, 50, 128, 1e-3, "page_run", SHIPPED))
 
 
-def test_cancel_keeps_checkpoint_and_resume_finishes(user_dir):
+def test_cancel_keeps_checkpoint_and_resume_finishes(user_dir, actions):
     fam = FAMILIES["vae"]
     config = fam.config("tiny", steps=100_000)
     job = jobs.JOBS.start("vae", "cancel_me", config, score_samples=0)
@@ -217,17 +220,18 @@ def test_cancel_keeps_checkpoint_and_resume_finishes(user_dir):
     assert meta["step"] == job.result.step >= 50
     assert "cancel_me" in [v for _, v in widgets.checkpoint_choices("vae")]
     # resume from the page with more steps than were done
-    updates = list(tab.train_resume("cancel_me", job.result.step + 50, SHIPPED))
+    updates = list(actions["vae_train_resume"]("cancel_me", job.result.step + 50, SHIPPED))
     assert "Finished" in updates[-1][0]
     assert checkpoint.read_meta(user_dir / "cancel_me.safetensors")["step"] == job.result.step + 50
 
 
-def test_training_refuses_bad_settings(user_dir):
+def test_training_refuses_bad_settings(user_dir, actions):
+    train, resume = actions["vae_train"], actions["vae_train_resume"]
     with pytest.raises(gr.Error, match="shipped"):
-        list(tab.train_start("mnist", 2, 1.0, 50, 128, 1e-3, "vae_mnist", SHIPPED))
+        list(train("mnist", 2, 1.0, 50, 128, 1e-3, "vae_mnist", SHIPPED))
     with pytest.raises(gr.Error, match="learning rate"):
-        list(tab.train_start("mnist", 2, 1.0, 50, 128, 0, "ok_name", SHIPPED))
+        list(train("mnist", 2, 1.0, 50, 128, 0, "ok_name", SHIPPED))
     with pytest.raises(gr.Error, match="name"):
-        list(tab.train_start("mnist", 2, 1.0, 50, 128, 1e-3, "../escape", SHIPPED))
+        list(train("mnist", 2, 1.0, 50, 128, 1e-3, "../escape", SHIPPED))
     with pytest.raises(gr.Error, match="No run of yours"):
-        list(tab.train_resume("never_ran", 100, SHIPPED))
+        list(resume("never_ran", 100, SHIPPED))

@@ -25,6 +25,9 @@ Image families need nothing more. Other families plug in through optional hooks:
   drawn with ``score_kwargs``); text families return a string.
 * ``kind``: ``"image"`` families get classifier scores on their cards and the image contract tests;
   ``unit`` names what the training speed counts (images/s, sequences/s).
+* ``describe(config_dict) -> str``: the few words that tell this family's checkpoints apart
+  ("latent 16, β 4"), and ``card_lines(metrics) -> list[str]``: the card's held-out metric lines,
+  in the family's own terms. The studio shows both and never names a family's config keys.
 
 Randomness is always an argument (``generator: torch.Generator``) so the same seed and controls
 give the same output, bit for bit, on CPU.
@@ -57,6 +60,24 @@ class Family:
     preview: Callable[[nn.Module, torch.Generator], Any] | None = None  # default: 16 images
     kind: str = "image"  # "image" families are scored by the project's classifier
     unit: str = "images"  # what one training example is, for speeds
+    describe: Callable[[dict], str] | None = None  # config dict -> "latent 16, β 4" (default: nothing)
+    card_lines: Callable[[dict], list[str]] | None = None  # held-out metrics -> lines (default: generic)
+
+    def summary(self, config: dict) -> str:
+        """The family's own few words about a config (for checkpoint lists and cards)."""
+        try:
+            return self.describe(config) if self.describe else ""
+        except (KeyError, TypeError, ValueError):  # a card from an older version, or a partial one
+            return ""
+
+    def metric_lines(self, metrics: dict) -> list[str]:
+        """The card's held-out metric lines: the family's own, else every number it recorded."""
+        if self.card_lines:
+            try:
+                return self.card_lines(metrics)
+            except (KeyError, TypeError, ValueError):
+                pass
+        return numbered_metrics(metrics)
 
     def examples(self, config, split: str) -> tuple[tuple, dict]:
         """The training (or held-out) examples for ``config`` and what the card says about them."""
@@ -85,6 +106,14 @@ def make_config(config_cls: type, values: dict) -> Any:
     if check:
         check()
     return config
+
+
+def numbered_metrics(metrics: dict, skip=("sample_scores",)) -> list[str]:
+    """One line listing every numeric held-out metric, named as the family's evaluate() names them."""
+    rest = {k: v for k, v in metrics.items() if k not in skip and isinstance(v, (int, float))}
+    if not rest:
+        return []
+    return ["Held-out: " + ", ".join(f"{k.replace('_', ' ')} **{v:.4g}**" for k, v in rest.items())]
 
 
 def check_range(name: str, value, low, high) -> None:

@@ -26,7 +26,7 @@ from typing import Callable
 import torch
 
 from models.core import checkpoint
-from models.core.family import Family, default_device, hardware_name, last, seeded
+from models.core.family import Family, default_device, device_of, hardware_name, last, seeded
 from models.core import ASSETS, ROOT, RUNS
 
 STATE = RUNS / "state"
@@ -105,11 +105,48 @@ def preview(family: Family, model):
     return last(family.sample(model, 16, generator=seeded(PREVIEW_SEED), **family.score_kwargs))
 
 
+def _forward(family: Family, model, batch, config, opts) -> dict:
+    """One step's losses; families with their own optimizers also step them here."""
+    if family.optimizers:
+        return family.train_step(model, batch, config, opts)
+    return family.train_step(model, batch, config)
+
+
+def _backward(opt, loss) -> None:
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
+def time_steps(family: Family, config, steps: int = 3) -> float:
+    """Seconds per training step of ``config`` on this machine: a few real steps on real batches after
+    one warm-up step, on a throw-away model (the global RNG is restored afterwards)."""
+    with torch.random.fork_rng(devices=[]):
+        model = family.build(config).to(default_device()).train()
+        opts = (family.optimizers(model, config) if family.optimizers
+                else {"adam": torch.optim.Adam(model.parameters(), lr=config.lr)})
+        tensors, _ = family.examples(config, "train")
+        n = len(tensors[0])
+        times = []
+        for k in range(steps + 1):
+            idx = torch.randint(n, (min(config.batch_size, n),), generator=seeded(k))
+            batch = tuple(t[idx].to(device_of(model)) for t in tensors)
+            t0 = time.perf_counter()
+            losses = _forward(family, model, batch, config, opts)
+            if not family.optimizers:
+                _backward(opts["adam"], losses["loss"])
+            times.append(time.perf_counter() - t0)
+    return sum(times[1:]) / steps
+
+
 def train(family: Family, config, *, name: str, out: Path = RUNS / "checkpoints", resume: bool = False,
           on_progress: Callable[[Progress], None] | None = None, cancel: threading.Event | None = None,
           log_every: int = 50, checkpoint_every: int = 500, preview_every: int | None = None,
-          device=None, seed: int = 0, command: str | None = None, score_samples: int = 2000) -> Result:
-    """Train ``family`` with ``config`` to ``config.steps`` steps; see the module docstring."""
+          device=None, seed: int = 0, command: str | None = None, score_samples: int = 2000,
+          between_steps: Callable[[int], None] | None = None) -> Result:
+    """Train ``family`` with ``config`` to ``config.steps`` steps; see the module docstring.
+
+    ``between_steps(step)`` runs before each step: the one moment live setting changes may be applied."""
     check_name(name)
     device = torch.device(device) if device else default_device()
     out = Path(out)
@@ -164,12 +201,11 @@ def train(family: Family, config, *, name: str, out: Path = RUNS / "checkpoints"
         if epoch != perm_epoch:
             perm = torch.randperm(n_examples, generator=seeded(seed + epoch)).to(device)
             perm_epoch = epoch
+        if between_steps is not None:
+            between_steps(step)
         idx = perm[i * config.batch_size:(i + 1) * config.batch_size]
         batch = tuple(t[idx] for t in tensors)
-        if family.optimizers:
-            losses = family.train_step(model, batch, config, opts)
-        else:
-            losses = family.train_step(model, batch, config)
+        losses = _forward(family, model, batch, config, opts)
         values = {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in losses.items()}
         bad = [k for k, v in values.items() if not math.isfinite(v)]
         if bad:
@@ -178,9 +214,7 @@ def train(family: Family, config, *, name: str, out: Path = RUNS / "checkpoints"
                           f"{bad[0]} became {values[bad[0]]} at step {step + 1}; training stopped and {kept}. "
                           "Try a lower learning rate.", history=history)
         if not family.optimizers:
-            opts["adam"].zero_grad(set_to_none=True)
-            losses["loss"].backward()
-            opts["adam"].step()
+            _backward(opts["adam"], losses["loss"])
         step += 1
         count += 1
         seen += len(idx)

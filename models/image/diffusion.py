@@ -303,6 +303,15 @@ def branch(model: UNet, x_i, ts: list[int], i: int, seed: int, steps: int | None
     yield from denoise(model, x_i, rest, g, eta, labels, guidance)
 
 
+
+def describe(cfg: dict) -> str:
+    return f"{cfg['schedule']} schedule, T {cfg['T']}" + (", class-conditional" if cfg.get("conditional") else "")
+
+
+def card_lines(m: dict) -> list[str]:
+    return [f"Test set: noise-prediction MSE **{m['test_mse']:.4f}**"] if "test_mse" in m else []
+
+
 FAMILY = Family(
     name="diffusion",
     title="Diffusion (DDPM / DDIM)",
@@ -311,6 +320,8 @@ FAMILY = Family(
     train_step=train_step,
     sample=sample,
     evaluate=evaluate,
+    describe=describe,
+    card_lines=card_lines,
     presets=PRESETS,
     # cards score 50-step deterministic DDIM samples: 1000 DDPM steps per sample is hours on a CPU
     score_kwargs={"steps": 50, "eta": 0.0},

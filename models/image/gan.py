@@ -387,6 +387,11 @@ def checkerboard(how: str, layers: int = 1, size: int = 6) -> torch.Tensor:
     return x / x.median()
 
 
+
+def describe(cfg: dict) -> str:
+    return ", ".join([f"{cfg.get('loss', 'bce')} loss"] + (["class-conditional"] if cfg.get("conditional") else []))
+
+
 FAMILY = Family(
     name="gan",
     title="GAN (DCGAN / WGAN-GP)",
@@ -395,6 +400,7 @@ FAMILY = Family(
     train_step=train_step,
     sample=sample,
     evaluate=evaluate,
+    describe=describe,
     presets=PRESETS,
     optimizers=optimizers,
     preview=preview,

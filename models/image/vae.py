@@ -204,6 +204,31 @@ def interpolate(z_a, z_b, steps: int, method: str = "linear") -> torch.Tensor:
     return (torch.sin((1 - t) * omega) * z_a + torch.sin(t * omega) * z_b) / math.sin(omega.item())
 
 
+
+@torch.no_grad()
+def class_means(model: VAE, x, y, n_classes: int) -> torch.Tensor:
+    """Mean code μ of each class's images: (n_classes, latent_dim). Their differences are the
+    "attribute vectors" of Foster ch. 3 (smile vectors on faces; 1 → 7 on digits)."""
+    mu, _ = encode(model, x)
+    return torch.stack([mu[y == k].mean(0) for k in range(n_classes)])
+
+
+def attribute_path(z, means: torch.Tensor, from_class: int, to_class: int, strength: float, steps: int = 8):
+    """z + s·(mean_to − mean_from) for s from 0 to ``strength``: (steps, latent_dim)."""
+    direction = means[to_class] - means[from_class]
+    s = torch.linspace(0, float(strength), steps)[:, None]
+    return z + s * direction
+
+
+def describe(cfg: dict) -> str:
+    return ", ".join([f"latent {cfg['latent_dim']}"] + ([f"β {cfg['beta']}"] if cfg.get("beta", 1.0) != 1.0 else []))
+
+
+def card_lines(m: dict) -> list[str]:
+    return [f"Test set: −ELBO **{m['neg_elbo_nats']:.1f} nats**, reconstruction BCE {m['reconstruction_bce']:.1f}, "
+            f"KL {m['kl']:.1f}"] if "neg_elbo_nats" in m else []
+
+
 FAMILY = Family(
     name="vae",
     title="Variational autoencoder",
@@ -212,5 +237,7 @@ FAMILY = Family(
     train_step=train_step,
     sample=sample,
     evaluate=evaluate,
+    describe=describe,
+    card_lines=card_lines,
     presets=PRESETS,
 )

@@ -346,6 +346,11 @@ def evaluate(model: CycleGAN, a, b, yb) -> dict:
     return out
 
 
+
+def describe(cfg: dict) -> str:
+    return f"cycle weight {cfg['lambda_reconstr']:g}, identity weight {cfg['lambda_id']:g}"
+
+
 FAMILY = Family(
     name="cyclegan",
     title="CycleGAN",
@@ -354,6 +359,7 @@ FAMILY = Family(
     train_step=train_step,
     sample=sample,
     evaluate=evaluate,
+    describe=describe,
     presets=PRESETS,
     data=cycle_data,
     optimizers=optimizers,

@@ -216,7 +216,8 @@ def train_resume(run_name, steps, current):
 
 # --- layout ---
 
-def build(demo: gr.Blocks):
+def build(page):
+    demo = page.demo
     choices = widgets.checkpoint_choices(FAMILY)
     names = [v for _, v in choices]
     default = "diffusion_mnist_cond" if "diffusion_mnist_cond" in names else (names[0] if names else None)

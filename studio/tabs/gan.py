@@ -247,7 +247,8 @@ def replay(frames, k):
 
 # --- layout ---
 
-def build(demo: gr.Blocks):
+def build(page):
+    demo = page.demo
     choices = widgets.checkpoint_choices(FAMILY)
     names = [v for _, v in choices]
     default = "gan_mnist" if "gan_mnist" in names else (names[0] if names else None)

@@ -208,7 +208,8 @@ def redraw(lab, shown):
 
 # --- layout ---
 
-def build(demo: gr.Blocks):
+def build(page):
+    demo = page.demo
     gr.Markdown("GAN Lab in two dimensions, after [Kahng et al.](https://poloclub.github.io/ganlab/): the "
                 "generator (purple) learns to bend a square of noise into the real data (green). The "
                 "background is the discriminator's opinion; arrows show where each fake is pushed. Play, "

@@ -188,7 +188,8 @@ def train_resume(run_name, steps, current):
 
 # --- layout ---
 
-def build(demo: gr.Blocks):
+def build(page):
+    demo = page.demo
     choices = widgets.checkpoint_choices(FAMILY)
     names = [v for _, v in choices]
     default = "ldm_mnist" if "ldm_mnist" in names else (names[0] if names else None)

@@ -482,7 +482,8 @@ def train_resume(run_name, steps, current):
 
 # --- layout ---
 
-def build(demo: gr.Blocks):
+def build(page):
+    demo = page.demo
     choices = all_choices()
     names = [v for _, v in choices]
     default = DEFAULT if DEFAULT in names else (names[0] if names else None)

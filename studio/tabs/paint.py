@@ -383,7 +383,8 @@ def _train_preview(images) -> np.ndarray:
     return widgets.mosaic(images, 4, pad=2, scale=3)
 
 
-def build(demo: gr.Blocks):
+def build(page):
+    demo = page.demo
     gr.Markdown("Two ways to paint with a fixed ImageNet network: **style transfer** optimises an image so "
                 "its deep features match a content photo and its feature correlations (Gram matrices) match a "
                 "painting; **DeepDream** changes an image to excite chosen layers. (Chollet ch. 12, Foster ch. 5; "

@@ -368,7 +368,8 @@ def refresh(current):
 
 # --- layout ---
 
-def build(demo: gr.Blocks):
+def build(page):
+    demo = page.demo
     options = choices()
     names = [v for _, v in options]
     default = DEFAULT if DEFAULT in names else (names[0] if names else None)

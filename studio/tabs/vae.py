@@ -7,20 +7,19 @@ Handlers are plain functions of plain values (tested directly and exposed throug
 from __future__ import annotations
 
 import functools
+import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import gradio as gr
 import numpy as np
 import torch
 from matplotlib.figure import Figure
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from models.core import data, evaluate
-from models.image import vae
 from models.core.family import check_range, last, seeded
-from studio import widgets
-from studio.jobs import JOBS, stream
+from models.image import vae
+from studio import parts, widgets
 from studio.widgets import friendly
 
 TITLE = "VAE"
@@ -49,8 +48,7 @@ class Loaded:
     @functools.cached_property
     def class_means(self) -> torch.Tensor:
         x, y = data.images(self.config.dataset, "test")
-        mu, _ = vae.encode(self.model, x)
-        return torch.stack([mu[y == k].mean(0) for k in range(len(data.class_names(self.config.dataset)))])
+        return vae.class_means(self.model, x, y, len(data.class_names(self.config.dataset)))
 
     @functools.cached_property
     def map(self) -> widgets.ScatterMap:
@@ -83,20 +81,20 @@ def held_out_image(dataset: str, index) -> torch.Tensor:
 # --- handlers ---
 
 @friendly
-def select_checkpoint(name: str):
-    """Card, latent map and slider layout for a newly chosen checkpoint."""
-    m = loaded(name)
+def select_checkpoint(checkpoint: str):
+    """Latent map and slider layout for a newly chosen checkpoint (the header shows its card)."""
+    m = loaded(checkpoint)
     dim = m.config.latent_dim
     sliders = [gr.update(visible=i < dim, value=0.0) for i in range(N_SLIDERS)]
     note = (f"Latent size {dim}: the sliders move the first {min(dim, N_SLIDERS)} dims; the map and "
             "the grid use z₁ and z₂ (other dims at 0)." if dim > 2 else "")
-    return [widgets.card_markdown(m.card), m.map.draw(), note, *sliders]
+    return [m.map.draw(), note, *sliders]
 
 
 @friendly
-def latent_grid(name: str, n: int, extent: float):
+def latent_grid(checkpoint: str, n: int, extent: float):
     """n×n decoded images over [-extent, extent]² on z₁, z₂, drawn with labelled axes."""
-    m = loaded(name)
+    m = loaded(checkpoint)
     n = int(n)
     z = vae.latent_grid(n, float(extent), m.config.latent_dim)
     tile = widgets.mosaic(vae.decode(m.model, z), n, pad=0)
@@ -106,18 +104,21 @@ def latent_grid(name: str, n: int, extent: float):
               interpolation="nearest")
     ax.set_xlabel("z₁")
     ax.set_ylabel("z₂")
-    ax.set_title(f"{name}: decoder output over a {n}×{n} grid", fontsize=10)
+    ax.set_title(f"{checkpoint}: decoder output over a {n}×{n} grid", fontsize=10)
     return widgets.figure_to_array(fig)
 
 
 @friendly
-def decode_point(name: str, *z):
+def decode_point(checkpoint: str, z1=0.0, z2=0.0, z3=0.0, z4=0.0, z5=0.0, z6=0.0, z7=0.0, z8=0.0):
     """Decode the code set by the sliders; returns the image and the map with the point marked."""
-    m = loaded(name)
+    m = loaded(checkpoint)
     dim = m.config.latent_dim
     code = torch.zeros(1, dim)
     k = min(dim, N_SLIDERS)
-    code[0, :k] = torch.tensor([float(v) for v in z[:k]])
+    values = [float(v) for v in (z1, z2, z3, z4, z5, z6, z7, z8)[:k]]
+    for i, v in enumerate(values):
+        check_range(f"z{i + 1}", v, -SLIDER_RANGE, SLIDER_RANGE)
+    code[0, :k] = torch.tensor(values)
     image = widgets.upscale(widgets.mosaic(vae.decode(m.model, code), 1, pad=0), 8)
     y = float(code[0, 1]) if dim > 1 else 0.0
     return image, m.map.draw(points=[(float(code[0, 0]), y, RED)])
@@ -135,14 +136,7 @@ def map_click(name: str, evt: gr.SelectData):
 
 
 def _read_upload(file_path) -> np.ndarray:
-    if not file_path:
-        raise ValueError("Upload an image file (PNG or JPEG) first.")
-    try:
-        with Image.open(file_path) as im:
-            im.load()
-            return _gray(im)
-    except (UnidentifiedImageError, OSError):
-        raise ValueError(f"{Path(file_path).name} is not an image the studio can read (use PNG or JPEG).") from None
+    return _gray(widgets.read_image(file_path))
 
 
 def _gray(im: Image.Image) -> np.ndarray:
@@ -175,117 +169,97 @@ def _encode(name: str, gray: np.ndarray):
 
 
 @friendly
-def encode_sketch(name: str, sketch):
+def encode_sketch(checkpoint: str, sketch):
     """Your drawing -> its μ and σ on the map, and its reconstruction (left: input as the model sees it)."""
-    return _encode(name, _read_sketch(sketch))
+    return _encode(checkpoint, _read_sketch(sketch))
 
 
 @friendly
-def encode_upload(name: str, file_path):
-    return _encode(name, _read_upload(file_path))
+def encode_upload(checkpoint: str, file_path):
+    return _encode(checkpoint, _read_upload(file_path))
 
 
 @friendly
-def interpolation(name: str, index_a, index_b, steps: int, method: str):
+def interpolation(checkpoint: str, index_a, index_b, steps: int, method: str):
     """Decode the path between two test images' codes; the originals frame the strip."""
-    m = loaded(name)
+    m = loaded(checkpoint)
     a, b = held_out_image(m.config.dataset, index_a), held_out_image(m.config.dataset, index_b)
     mu, _ = vae.encode(m.model, torch.cat([a, b]))
     frames = vae.decode(m.model, vae.interpolate(mu[0], mu[1], int(steps), method))
     strip = show(torch.cat([a, frames, b]), len(frames) + 2, 4)
+    record = parts.provenance(FAMILY, checkpoint, image_a=int(index_a), image_b=int(index_b), steps=int(steps),
+                              method=method)
     gif = widgets.save_gif([widgets.mosaic(f[None], 1, pad=0, scale=6) for f in frames],
-                           f"{name}_{int(index_a)}_{int(index_b)}_{method}.gif")
+                           f"{checkpoint}_{int(index_a)}_{int(index_b)}_{method}.gif", comment=json.dumps(record))
     return strip, gif
 
 
 @friendly
-def arithmetic(name: str, index, from_class: str, to_class: str, strength: float):
+def arithmetic(checkpoint: str, index, from_class: str, to_class: str, strength: float):
     """z + s·(mean code of class B − mean code of class A), for s from 0 to the strength."""
-    m = loaded(name)
+    m = loaded(checkpoint)
     classes = data.class_names(m.config.dataset)
     if from_class not in classes or to_class not in classes:
         raise ValueError(f"Choose two classes of {m.config.dataset}.")
     check_range("strength", float(strength), -3.0, 3.0)
     x = held_out_image(m.config.dataset, index)
     mu, _ = vae.encode(m.model, x)
-    direction = m.class_means[classes.index(to_class)] - m.class_means[classes.index(from_class)]
-    s = torch.linspace(0, float(strength), 8)[:, None]
-    frames = vae.decode(m.model, mu + s * direction)
-    return show(torch.cat([x, frames]), 9, 4)
+    path = vae.attribute_path(mu, m.class_means, classes.index(from_class), classes.index(to_class), float(strength))
+    return show(torch.cat([x, vae.decode(m.model, path)]), 9, 4)
 
 
 @friendly
-def samples(name: str, seed, n, scale: float):
-    """Prior samples z ~ N(0, scale² I) decoded, plus how the project's classifier scores them."""
-    m = loaded(name)
+def samples(checkpoint: str, seed, n, scale: float):
+    """Prior samples z ~ N(0, scale² I) decoded, plus how the project's classifier scores them;
+    returns the image, its caption, its provenance record and the PNG download."""
+    m = loaded(checkpoint)
     seed = widgets.seed_of(seed)
+    if n is None or int(n) != n:
+        raise ValueError(f"Number of samples must be a whole number; got {n}.")
     n = int(n)
-    images = last(vae.sample(m.model, n, generator=seeded(int(seed)), scale=float(scale)))
-    nrow = int(np.ceil(np.sqrt(n)))
-    md = f"seed {int(seed)}, {n} samples, prior scale {float(scale):g}, checkpoint {name}"
+    check_range("Number of samples", n, 1, 100)
+    images = last(vae.sample(m.model, n, generator=seeded(seed), scale=float(scale)))
+    picture = show(images, int(np.ceil(np.sqrt(n))), 4)
+    md = f"seed {seed}, {n} samples, prior scale {float(scale):g}, checkpoint {checkpoint}"
     if n >= 2:
         s = evaluate.score(images, m.config.dataset)
         md += (f"  \nClassifier on these samples: confidence {s['confidence']:.2f}, "
                f"class coverage {s['class_coverage']:.0%}, inception score {s['inception_score']:.2f}")
-    return show(images, nrow, 4), md
+    record = parts.provenance(FAMILY, checkpoint, seed, n=n, prior_scale=float(scale))
+    return picture, *parts.publish(picture, record, md, f"{checkpoint}_seed{seed}.png")
 
 
 # --- training ---
 
-def _train_config(dataset, latent, beta, steps, batch, lr):
+def train_config(dataset, latent, beta, *, steps, batch_size, lr):
+    """The book's architecture with the Train section's settings (dense layer grows with the latent)."""
     latent = int(latent)
     return vae.FAMILY.config("book", dataset=dataset, latent_dim=latent, hidden=max(16, 4 * latent),
-                             beta=float(beta), steps=int(steps), batch_size=int(batch), lr=float(lr))
+                             beta=float(beta), steps=steps, batch_size=batch_size, lr=lr)
 
 
 @friendly
-def train_start(dataset, latent, beta, steps, batch, lr, run_name, current):
-    config = _train_config(dataset, latent, beta, steps, batch, lr)
-    job = JOBS.start(FAMILY, (run_name or "").strip(), config)
-    yield from stream(job, FAMILY, ["loss", "reconstruction", "kl"], current)
-
-
-@friendly
-def train_resume(run_name, steps, current):
-    """Continue a cancelled or finished run of yours with its own settings, up to ``steps``."""
-    job = JOBS.resume(FAMILY, run_name, steps)
-    yield from stream(job, FAMILY, ["loss", "reconstruction", "kl"], current)
-
-
-def train_cancel():
-    return JOBS.cancel()
-
-
-@friendly
-def class_choices(name: str):
+def class_choices(checkpoint: str):
     """The attribute-arithmetic class lists follow the checkpoint's dataset (defaults: 1 -> 7)."""
-    classes = data.class_names(loaded(name).config.dataset)
+    classes = data.class_names(loaded(checkpoint).config.dataset)
     return gr.update(choices=classes, value=classes[1]), gr.update(choices=classes, value=classes[7])
-
-
-@friendly
-def import_file(file_path):
-    name = widgets.import_checkpoint(file_path, FAMILY)
-    return gr.update(choices=widgets.checkpoint_choices(FAMILY), value=name), f"Imported **{name}**."
 
 
 # --- layout ---
 
-def build(demo: gr.Blocks):
-    choices = widgets.checkpoint_choices(FAMILY)
-    default = "vae_mnist" if any(v == "vae_mnist" for _, v in choices) else (choices[0][1] if choices else None)
+def build(page: parts.Page):
     gr.Markdown("A variational autoencoder learns an encoder q(z|x) and a decoder p(x|z) by maximising the "
                 "ELBO: reconstruction − β·KL(q(z|x) ‖ N(0, I)). The KL term packs codes around the origin, "
                 "so any nearby point decodes to something plausible. (Chollet ch. 12, Foster ch. 3.)")
-    with gr.Row():
-        ckpt = gr.Dropdown(choices, value=default, label="Checkpoint", scale=2, elem_id="vae-checkpoint")
-        card = gr.Markdown(elem_id="vae-card")
+    header = parts.checkpoint_header(page, FAMILY, "vae_mnist", "vae")
+    ckpt = header.dropdown
     with gr.Column():  # sections, not nested tabs: every view is one scroll away
         with gr.Accordion("Latent map", open=True):
             note = gr.Markdown()
             with gr.Row():
-                map_img = gr.Image(label=f"Latent map: {MAP_POINTS} test images encoded (μ), coloured by label; click to decode", format="png", interactive=False,
-                                   elem_id="vae-map", buttons=["download"])
+                map_img = gr.Image(label=f"Latent map: {MAP_POINTS} test images encoded (μ), coloured by label; "
+                                   "click to decode", format="png", interactive=False, elem_id="vae-map",
+                                   buttons=["download"])
                 with gr.Column():
                     decoded = gr.Image(label="Decoded", format="png", interactive=False, elem_id="vae-decoded",
                                        height=260, buttons=["download"])
@@ -308,7 +282,7 @@ def build(demo: gr.Blocks):
                 with gr.Column():
                     enc_pair = gr.Image(label="Input as the model sees it | reconstruction", format="png",
                                         interactive=False, height=200)
-                    enc_text = gr.Markdown()
+                    enc_text = gr.Markdown(label="Code")
                     enc_map = gr.Image(label="Where it lands: μ (red) with 1σ and 2σ ellipses", format="png",
                                        interactive=False)
         with gr.Accordion("Interpolate", open=True):
@@ -323,66 +297,54 @@ def build(demo: gr.Blocks):
             gif = gr.File(label="Animated GIF", height=90)
             gr.Markdown("**Attribute arithmetic**: move a test image's code along the difference between two "
                         "class-mean codes (e.g. 'thin 1' → '7').")
+            every_class = sorted({c for d in data.DATASETS for c in data.class_names(d)}, key=str)
             with gr.Row():
                 arith_idx = gr.Number(value=0, precision=0, label="Test image")
-                from_cls = gr.Dropdown(data.class_names("mnist"), value="1", label="From class (mean)")
-                to_cls = gr.Dropdown(data.class_names("mnist"), value="7", label="To class (mean)")
+                from_cls = gr.Dropdown(every_class, value="1", label="From class (mean)")
+                to_cls = gr.Dropdown(every_class, value="7", label="To class (mean)")
                 strength = gr.Slider(-3, 3, value=1.0, step=0.05, label="Strength")
                 arith_btn = gr.Button("Apply")
             arith_img = gr.Image(label="original | strength 0 → s", format="png", interactive=False)
         with gr.Accordion("Samples", open=True):
             with gr.Row():
-                seed = gr.Number(value=0, precision=0, label="Seed")
+                seed = widgets.seed_box()
                 n_samples = gr.Slider(1, 100, value=36, step=1, label="Number of samples")
                 scale = gr.Slider(0.0, 3.0, value=1.0, step=0.05, label="Prior scale (temperature)")
                 sample_btn = gr.Button("Sample", variant="primary")
             sample_img = gr.Image(label="Samples from the prior", format="png", interactive=False,
                                   buttons=["download"], height=560)
-            sample_md = gr.Markdown()
-        with gr.Accordion("Train", open=True):
-            gr.Markdown("Train a small VAE here (book architecture). About 1,200 images/s on 2 CPU cores: "
-                        "1,000 steps at batch 128 take under 2 minutes. Cancelling keeps the checkpoint at the "
-                        "current step; Resume continues it. Finished runs appear in the Checkpoint list.")
-            with gr.Row():
-                t_data = gr.Radio(["mnist", "fashion"], value="mnist", label="Dataset")
-                t_latent = gr.Dropdown([2, 8, 16, 32], value=2, label="Latent size")
-                t_beta = gr.Slider(0.0, 4.0, value=1.0, step=0.05, label="β (KL weight)")
-                t_steps = gr.Slider(50, 20000, value=1000, step=50, label="Steps")
-            with gr.Row():
-                t_batch = gr.Dropdown([32, 64, 128, 256], value=128, label="Batch size")
-                t_lr = gr.Number(value=1e-3, label="Learning rate")
-                t_name = gr.Textbox(value="my_vae", label="Run name")
-                t_start = gr.Button("Start", variant="primary", elem_id="vae-train-start")
-                t_resume = gr.Button("Resume")
-                t_cancel = gr.Button("Cancel", variant="stop")
-            t_status = gr.Markdown(elem_id="vae-train-status")
-            with gr.Row():
-                t_curves = gr.Plot(label="Loss (per image, nats)", show_label=False)
-                t_preview = gr.Image(label="Samples from a fixed seed", format="png", interactive=False)
-            imp_file = gr.File(label="Import a checkpoint (.safetensors)", type="filepath")
-            imp_msg = gr.Markdown()
+            sample_out = parts.output_panel()
+        with parts.TrainPanel(header, "Train a small VAE here (book architecture). About 1,200 images/s on 2 CPU "
+                              "cores: 1,000 steps at batch 128 take under 2 minutes. Cancelling keeps the "
+                              "checkpoint at the current step; Resume continues it. Finished runs appear in the "
+                              "Checkpoint list.", run_name="my_vae", elem_id="vae-train") as train:
+            t_data = gr.Radio(["mnist", "fashion"], value="mnist", label="Dataset")
+            t_latent = gr.Dropdown([2, 8, 16, 32], value=2, label="Latent size")
+            t_beta = gr.Slider(0.0, 4.0, value=1.0, step=0.05, label="β (KL weight)")
 
-    # wiring: a new checkpoint (or the page's first load) refreshes every view that depends on it
-    for event in (ckpt.change, demo.load):
-        event(select_checkpoint, ckpt, [card, map_img, note, *sliders], api_name=False) \
-            .then(decode_point, [ckpt, *sliders], [decoded, map_img], api_name=False) \
-            .then(latent_grid, [ckpt, grid_n, grid_r], grid_img, api_name=False) \
-            .then(class_choices, ckpt, [from_cls, to_cls], api_name=False) \
-            .then(samples, [ckpt, seed, n_samples, scale], [sample_img, sample_md], api_name=False) \
-            .then(interpolation, [ckpt, idx_a, idx_b, interp_steps, method], [strip, gif], api_name=False)
-    for i, s in enumerate(sliders):  # the first slider's event is also the API's /decode
-        s.change(decode_point, [ckpt, *sliders], [decoded, map_img], api_name="decode" if i == 0 else False,
-                 show_progress="hidden")
+    # a new checkpoint (or the page's first load) refreshes every view that depends on it
+    header.then(select_checkpoint, ckpt, [map_img, note, *sliders]) \
+        .then(decode_point, [ckpt, *sliders], [decoded, map_img]) \
+        .then(latent_grid, [ckpt, grid_n, grid_r], grid_img) \
+        .then(class_choices, ckpt, [from_cls, to_cls]) \
+        .then(samples, [ckpt, seed, n_samples, scale], [sample_img, *sample_out.outputs]) \
+        .then(interpolation, [ckpt, idx_a, idx_b, interp_steps, method], [strip, gif])
+    for i, s in enumerate(sliders):  # the first slider's event is also the API's /vae_decode
+        if i == 0:
+            page.action(s.change, decode_point, [ckpt, *sliders], [decoded, map_img], api_name="vae_decode",
+                        show_progress="hidden")
+        else:
+            s.change(decode_point, [ckpt, *sliders], [decoded, map_img], api_name=False, show_progress="hidden")
     map_img.select(map_click, ckpt, sliders[:2], api_name=False)
-    grid_btn.click(latent_grid, [ckpt, grid_n, grid_r], grid_img, api_name="latent_grid")
-    sketch_btn.click(encode_sketch, [ckpt, sketch], [enc_pair, enc_map, enc_text], api_name=False)
-    upload_btn.click(encode_upload, [ckpt, upload], [enc_pair, enc_map, enc_text], api_name="encode_upload")
-    interp_btn.click(interpolation, [ckpt, idx_a, idx_b, interp_steps, method], [strip, gif], api_name="interpolate")
-    arith_btn.click(arithmetic, [ckpt, arith_idx, from_cls, to_cls, strength], arith_img, api_name="arithmetic")
-    sample_btn.click(samples, [ckpt, seed, n_samples, scale], [sample_img, sample_md], api_name="samples")
-    t_start.click(train_start, [t_data, t_latent, t_beta, t_steps, t_batch, t_lr, t_name, ckpt],
-                  [t_status, t_curves, t_preview, ckpt], show_progress_on=[t_status], api_name="train")
-    t_resume.click(train_resume, [t_name, t_steps, ckpt], [t_status, t_curves, t_preview, ckpt],
-                   show_progress_on=[t_status], api_name=False)
-    t_cancel.click(train_cancel, None, t_status, api_name="train_cancel")
-    imp_file.upload(import_file, imp_file, [ckpt, imp_msg], api_name=False)
+    page.action(grid_btn.click, latent_grid, [ckpt, grid_n, grid_r], grid_img, api_name="vae_decode_grid")
+    page.action(sketch_btn.click, encode_sketch, [ckpt, sketch], [enc_pair, enc_map, enc_text],
+                api_name="vae_encode_sketch", example={"sketch": "stroke"})
+    page.action(upload_btn.click, encode_upload, [ckpt, upload], [enc_pair, enc_map, enc_text],
+                api_name="vae_encode_upload", example={"file_path": "digit.png"})
+    page.action(interp_btn.click, interpolation, [ckpt, idx_a, idx_b, interp_steps, method], [strip, gif],
+                api_name="vae_interpolate")
+    page.action(arith_btn.click, arithmetic, [ckpt, arith_idx, from_cls, to_cls, strength], arith_img,
+                api_name="vae_arithmetic")
+    page.action(sample_btn.click, samples, [ckpt, seed, n_samples, scale], [sample_img, *sample_out.outputs],
+                api_name="vae_samples")
+    train.wire(page, train_config, [t_data, t_latent, t_beta], ["loss", "reconstruction", "kl"], api_prefix="vae")
