@@ -438,3 +438,59 @@ def output_panel(label: str = "Download (PNG with its provenance)") -> OutputPan
 def publish(image: np.ndarray, record: dict, caption: str, filename: str) -> tuple[str, dict, str]:
     """The values of an image :class:`OutputPanel`: caption, record, and the PNG written with it."""
     return caption, record, save_png(image, record, filename)
+
+
+# --- frames a scrubber replays -----------------------------------------------------------------------
+
+MAX_FRAMES = 200  # frames of one streamed run kept per visitor (a longer run keeps this many, evenly spaced)
+
+
+def frame_steps(total: int, cap: int = MAX_FRAMES) -> list[int]:
+    """Which of the states 0 … total - 1 a scrubber keeps: all of them, or ``cap`` evenly spaced ones
+    (the first and the last always)."""
+    if total <= cap:
+        return list(range(total))
+    return sorted({round(i * (total - 1) / (cap - 1)) for i in range(cap)})
+
+
+@dataclass
+class Frames:
+    """The frames a scrubber replays of a streamed run of ``total`` states: at most ``cap``, each
+    image kept as uint8, so a visitor's memory stays bounded however long the run (for 1000 DDPM
+    steps of 16 samples: 200 frames, about 5 MB instead of 100 MB of float tensors)."""
+
+    total: int
+    cap: int = MAX_FRAMES
+    steps: list[int] = field(default_factory=list)  # the run's state number of each kept frame
+    images: list[dict] = field(default_factory=list)  # per kept frame: name -> uint8 array (or None)
+
+    def __post_init__(self):
+        self._keep = frozenset(frame_steps(self.total, self.cap))
+
+    def wants(self, step: int) -> bool:
+        """Whether state ``step`` is one kept (so a caller can skip rendering the others)."""
+        return step in self._keep
+
+    def add(self, step: int, **images) -> None:
+        """Keep ``images`` (arrays or tensors of floats in [0, 1], or None) as state ``step``, if it is kept."""
+        if self.wants(step):
+            self.steps.append(step)
+            self.images.append({k: None if v is None else
+                                (np.asarray(v, dtype=np.float32).clip(0, 1) * 255).round().astype(np.uint8)
+                                for k, v in images.items()})
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def frame(self, i: int) -> tuple[int, dict]:
+        """Kept frame ``i``: its state number and its images as floats in [0, 1]."""
+        if not len(self):
+            raise ValueError("No frames kept yet: generate first.")
+        if i != int(i) or not 0 <= i < len(self):
+            raise ValueError(f"Frame must be from 0 to {len(self) - 1}; got {i}.")
+        i = int(i)
+        return self.steps[i], {k: None if v is None else v.astype(np.float32) / 255 for k, v in self.images[i].items()}
+
+    @property
+    def nbytes(self) -> int:
+        return sum(v.nbytes for f in self.images for v in f.values() if v is not None)

@@ -156,6 +156,29 @@ def q_sample(alpha_bar: torch.Tensor, x0, t, noise):
     return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
 
 
+def strip_timesteps(T: int) -> list[int]:
+    """The timesteps a forward-process strip shows: dense early, where most of the image goes, then
+    sparser up to T - 1 (for T = 1000: 0, 50, 100, 200, ..., 800, 999)."""
+    check_range("T (noising steps)", T, 2, 100_000)
+    return sorted({min(T - 1, round(f * T)) for f in (0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8)} | {T - 1})
+
+
+def forward_strip(x0, alpha_bar: torch.Tensor, ts, generator=None) -> torch.Tensor:
+    """q(x_t | x_0) for one image at each timestep in ``ts``, every one with the same ε, so the strip
+    shows the signal fading under one fixed noise rather than fresh noise each time.
+
+    ``x0``: (1, 1, H, W) image in [0, 1]. Returns (len(ts), 1, H, W) images in [0, 1]."""
+    T = len(alpha_bar)
+    ts = [int(t) for t in ts]
+    for t in ts:
+        check_range("t", t, 0, T - 1)
+    x0 = to_model_space(x0)
+    noise = torch.randn(x0.shape, generator=generator, device=generator.device if generator else "cpu")
+    n = len(ts)
+    xt = q_sample(alpha_bar, x0.expand(n, -1, -1, -1), torch.tensor(ts), noise.expand(n, -1, -1, -1))
+    return to_pixels(xt)
+
+
 def _loss(model: UNet, x, y, generator=None, p_uncond=0.0):
     x0 = to_model_space(x)
     b = len(x0)
@@ -228,8 +251,8 @@ def guided(eps_c, eps_u, guidance: float):
 @torch.no_grad()
 def denoise(model: UNet, x_t, ts: list[int], generator=None, eta: float = 1.0, labels=None, guidance: float = 0.0):
     """Run the reverse process over the decreasing timesteps ``ts`` starting from ``x_t``; yields
-    ``(t, x_t, x̂_0)`` after each step, all in model space [-1, 1]. Every state is kept by the caller,
-    so a replay can branch from any of them with a new seed, η or step count."""
+    ``(t, x_t, x̂_0)`` after each step, all in model space [-1, 1]. Any state can be rebuilt from the
+    seed (:func:`replay`), so a replay can branch from it with a new seed, η or step count."""
     check_range("η", eta, 0.0, 1.0)
     check_range("guidance scale", guidance, 0.0, 50.0)
     if guidance and not model.conditional:
@@ -281,6 +304,25 @@ def sample(model: UNet, n: int, generator: torch.Generator | None = None, steps:
 def to_pixels(x) -> torch.Tensor:
     """Model space [-1, 1] -> images in [0, 1] on the CPU."""
     return ((x.clamp(-1, 1) + 1) / 2).cpu()
+
+
+@torch.no_grad()
+def replay(model: UNet, n: int, seed: int, ts: list[int], k: int, eta: float = 1.0, labels=None,
+           guidance: float = 0.0) -> torch.Tensor:
+    """x after the first ``k`` steps of the run that ``seed`` starts (x_T from the seeded generator,
+    then the reverse process over ``ts`` drawing from the same generator): a run is a pure function
+    of its seed and settings, so any of its states can be rebuilt instead of kept (k = 0 is x_T)."""
+    from itertools import islice
+
+    from models.core.family import seeded
+
+    check_range("replay step", k, 0, len(ts))
+    g = seeded(seed)
+    x = initial_noise(n, g)
+    # the whole schedule, stopped after k steps: a shorter ``ts`` would change the last step's target
+    for _, x, _ in islice(denoise(model, x, ts, g, eta, labels, guidance), k):
+        pass
+    return x.cpu()
 
 
 def branch(model: UNet, x_i, ts: list[int], i: int, seed: int, steps: int | None = None, eta: float = 1.0,

@@ -73,19 +73,27 @@ def vocabulary(dataset: str) -> list[str]:
     return words
 
 
+SEPARATORS = r"[\s!\"#$%&'()*+,./:;<=>?@\[\\\]^_`{|}~]+"  # white space and ASCII punctuation but '-'
+
+
 def words_of(prompt: str) -> list[str]:
-    return [ALIASES.get(w, w) for w in re.findall(r"[a-z0-9]+(?:-[a-z]+)?", prompt.lower())]
+    """The prompt's words, lower-cased and with aliases resolved ("An italic 7!" -> a, slanted,
+    seven). Only white space and ASCII punctuation separate words: any other character stays in its
+    word (so "七" or "séven" is a word the vocabulary does not know, never silently dropped)."""
+    pieces = (w.strip("-") for w in re.split(SEPARATORS, prompt.lower()))
+    return [ALIASES.get(w, w) for w in pieces if w]
 
 
 def tokenize(prompt: str, dataset: str) -> list[int]:
-    """Token ids of a prompt, e.g. "A thick 7" -> ids of [a, thick, seven]; unknown words and empty
-    prompts are refused with the vocabulary in the message."""
+    """Token ids of a prompt, e.g. "A thick 7" -> ids of [a, thick, seven]; unknown words (a
+    misspelling, a character of another script) and empty prompts are refused with the vocabulary
+    in the message."""
     vocab = vocabulary(dataset)
     words = words_of(prompt or "")
     if not words:
         raise ValueError("Write a prompt, e.g. 'a thick seven'" if dataset == "mnist"
                          else "Write a prompt, e.g. 'a dark shoe'.")
-    unknown = [w for w in words if w not in vocab]
+    unknown = list(dict.fromkeys(w for w in words if w not in vocab))
     if unknown:
         raise ValueError(f"Unknown word(s) {', '.join(repr(w) for w in unknown)} for a {dataset} checkpoint; "
                          f"it knows: {', '.join(vocab[2:])} (and digits, 'an', 'the').")
@@ -378,6 +386,23 @@ def train_step(model: LatentDiffusion, batch, config: LatentDiffusionConfig) -> 
     return {"loss": _diffusion_loss(model, x, y, attrs, config)}
 
 
+def reconstruction_bce(x_hat, x) -> torch.Tensor:
+    """Binary cross-entropy per pixel of images ``x`` against their reconstruction ``x_hat`` (both in
+    [0, 1]), the autoencoder's held-out measure; x̂ is kept off 0 and 1 so a saturated pixel costs a
+    finite amount."""
+    return F.binary_cross_entropy(x_hat.clamp(1e-6, 1 - 1e-6), x)
+
+
+@torch.no_grad()
+def autoencode(model: LatentDiffusion, x) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Images (B, 1, 28, 28) in [0, 1] -> their scaled latents (B, C, 7, 7), the decoder's
+    reconstruction (B, 1, 28, 28) and its BCE per pixel."""
+    device = device_of(model)
+    z = model.encode(x.to(device))
+    x_hat = model.decode(z)
+    return z.cpu(), x_hat.cpu(), reconstruction_bce(x_hat, x.to(device)).item()
+
+
 @torch.no_grad()
 def evaluate(model: LatentDiffusion, x, y, attrs, batch_size: int = 1000) -> dict:
     """Held-out autoencoder reconstruction (BCE per pixel), latent noise-prediction MSE at seeded
@@ -393,7 +418,7 @@ def evaluate(model: LatentDiffusion, x, y, attrs, batch_size: int = 1000) -> dic
     recon = mse = 0.0
     for i in range(0, len(x), batch_size):
         xb, yb, ab = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device), attrs[i:i + batch_size]
-        recon += F.binary_cross_entropy(model.decode(model.encode(xb)).clamp(1e-6, 1 - 1e-6), xb).item() * len(xb)
+        recon += reconstruction_bce(model.decode(model.encode(xb)), xb).item() * len(xb)
         mse += _diffusion_loss(model, xb, yb, ab, config, g).item() * len(xb)
     nouns = [n[0] for n in VOCABULARY[model.dataset]["nouns"]]
     per = 20
@@ -420,6 +445,16 @@ class Frame:
     z0: torch.Tensor  # (n, C, 7, 7) the model's guess of the clean latents
     attention: torch.Tensor | None  # (n, L, 7, 7) cross-attention per prompt token, mean over heads,
     #                                 blocks and the steps so far (the conditional pass), when kept
+
+
+def word_attention(attention: torch.Tensor, n_words: int, size: int = 28) -> tuple[torch.Tensor, torch.Tensor]:
+    """One sample's cross-attention (L, 7, 7) -> each of its first ``n_words`` words' map over the
+    image, upsampled to (n_words, size, size), and each word's share of all attention (n_words,),
+    which sums to 1 over the prompt's words (padding gets none)."""
+    check_range("number of words", n_words, 1, attention.shape[0])
+    att = attention[:n_words].float()
+    maps = F.interpolate(att[None], size=(size, size), mode="bilinear", align_corners=False)[0]
+    return maps, att.mean((1, 2))
 
 
 def prompt_ids(model: LatentDiffusion, prompt, n: int, generator=None) -> tuple[torch.Tensor, list[str]]:
@@ -486,6 +521,27 @@ def sample(model: LatentDiffusion, n: int, generator=None, prompt=None, steps: i
             yield model.decode(f.z0).cpu()
 
 
+def describe(cfg: dict) -> str:
+    return f"latent {cfg['latent_channels']}×7×7, denoiser width {cfg['width']}, {cfg['blocks']} blocks"
+
+
+def card_lines(m: dict) -> list[str]:
+    """The card's held-out lines: the autoencoder, the denoiser, and how well prompts are followed."""
+    lines = []
+    if "test_reconstruction_bce" in m:
+        lines.append(f"Test set: autoencoder reconstruction BCE **{m['test_reconstruction_bce']:.4f}** per pixel, "
+                     f"latent noise-prediction MSE **{m['test_latent_mse']:.4f}**")
+    if "prompt_class_accuracy" in m:
+        line = (f"Follows prompts: the classifier reads the asked-for class in "
+                f"**{m['prompt_class_accuracy']:.0%}** of 'a <class>' samples (chance 10%)")
+        for key, ratio in m.items():  # ink_ratio_thick_to_thin (digits) or ink_ratio_dark_to_bright
+            if key.startswith("ink_ratio_"):
+                strong, weak = key.removeprefix("ink_ratio_").split("_to_")
+                line += f"; '{strong}' samples carry **{ratio:.2f}×** the ink of '{weak}' ones"
+        lines.append(line)
+    return lines
+
+
 FAMILY = Family(
     name="ldm",
     title="Latent diffusion (text to image)",
@@ -497,4 +553,6 @@ FAMILY = Family(
     presets=PRESETS,
     score_kwargs={"steps": 50},
     data=data,
+    describe=describe,
+    card_lines=card_lines,
 )
