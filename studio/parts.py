@@ -460,11 +460,12 @@ class Frames:
     steps of 16 samples: 200 frames, about 5 MB instead of 100 MB of float tensors)."""
 
     total: int
-    cap: int = MAX_FRAMES
+    cap: int | None = None  # default: MAX_FRAMES
     steps: list[int] = field(default_factory=list)  # the run's state number of each kept frame
     images: list[dict] = field(default_factory=list)  # per kept frame: name -> uint8 array (or None)
 
     def __post_init__(self):
+        self.cap = MAX_FRAMES if self.cap is None else self.cap
         self._keep = frozenset(frame_steps(self.total, self.cap))
 
     def wants(self, step: int) -> bool:

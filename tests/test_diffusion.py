@@ -44,6 +44,35 @@ def test_q_sample_keeps_unit_variance():
         assert xt.var().item() == pytest.approx(1.0, abs=0.02)
 
 
+def test_forward_strip_is_the_closed_form_with_one_noise():
+    """Every column of the strip is √ᾱ_t x_0 + √(1-ᾱ_t) ε with the same ε, in [0, 1]."""
+    ab = diffusion.alpha_bars("linear", 1000)
+    ts = diffusion.strip_timesteps(1000)
+    assert ts == [0, 50, 100, 200, 300, 400, 500, 600, 800, 999]
+    x0 = torch.rand(1, 1, 28, 28, generator=seeded(3))
+    strip = diffusion.forward_strip(x0, ab, ts, seeded(0))
+    assert strip.shape == (10, 1, 28, 28) and strip.min() >= 0 and strip.max() <= 1
+    eps = torch.randn(1, 1, 28, 28, generator=seeded(0))
+    for i, t in enumerate(ts):
+        expected = ((ab[t].sqrt() * (2 * x0 - 1) + (1 - ab[t]).sqrt() * eps).clamp(-1, 1) + 1) / 2
+        assert torch.allclose(strip[i], expected[0], atol=1e-6)
+    assert (strip[0] - x0[0]).abs().mean() < 0.01  # t = 0 keeps almost all of the image
+    with pytest.raises(ValueError, match="t must be"):
+        diffusion.forward_strip(x0, ab, [1000], seeded(0))
+
+
+@pytest.mark.parametrize("eta", [0.0, 1.0])
+def test_replay_rebuilds_any_state_of_a_run_from_its_seed(tiny, eta):
+    seed, ts = 5, diffusion.timesteps(tiny.T, 8)
+    g = seeded(seed)
+    x_T = diffusion.initial_noise(3, g)
+    xs = [x_T] + [x for _, x, _ in diffusion.denoise(tiny, x_T, ts, g, eta, [1, 2, 3], 2.0)]
+    for k in (0, 1, 5, len(ts)):
+        assert torch.equal(diffusion.replay(tiny, 3, seed, ts, k, eta, [1, 2, 3], 2.0), xs[k])
+    with pytest.raises(ValueError, match="replay step"):
+        diffusion.replay(tiny, 3, seed, ts, len(ts) + 1, eta)
+
+
 def test_timesteps_are_decreasing_and_end_at_zero():
     assert diffusion.timesteps(1000, 10) == [999, 888, 777, 666, 555, 444, 333, 222, 111, 0]
     assert diffusion.timesteps(1000, 1000) == list(range(999, -1, -1))

@@ -50,6 +50,50 @@ def test_bad_prompts_are_refused_clearly(prompt, message):
         ldm.tokenize(prompt, "mnist")
 
 
+@pytest.mark.parametrize("prompt, unknown", [
+    ("a 七 seven", "'七'"),  # another script's character is a word it does not know, never dropped
+    ("a séven", "'séven'"),
+    ("a sevem", "'sevem'"),
+    ("a ☺ seven ☺", "'☺' for"),  # named once
+])
+def test_unknown_characters_and_words_are_named(prompt, unknown):
+    with pytest.raises(ValueError, match=f"Unknown word.*{unknown}"):
+        ldm.tokenize(prompt, "mnist")
+
+
+def test_punctuation_still_separates_words():
+    assert ldm.words_of("a seven - thick!") == ["a", "seven", "thick"]
+    assert words(ldm.tokenize("(a) 'thin', 7.", "mnist")) == ["a", "thin", "seven"]
+
+
+def test_autoencode_reports_the_reconstruction_bce(tiny):
+    x = load_uint8("mnist", "test")[0][:3]
+    x = torch.from_numpy(x / 255.0).float()[:, None]
+    z, x_hat, bce = ldm.autoencode(tiny, x)
+    assert z.shape == (3, 2, 7, 7) and x_hat.shape == x.shape
+    p = x_hat.clamp(1e-6, 1 - 1e-6)
+    assert bce == pytest.approx(-(x * p.log() + (1 - x) * (1 - p).log()).mean().item(), rel=1e-5)
+    assert ldm.reconstruction_bce(x, x).item() < bce  # a perfect copy costs only the pixels' own entropy
+
+
+def test_word_attention_maps_and_shares(tiny):
+    att = list(ldm.generate(tiny, 1, seeded(0), prompt="a thin seven", steps=3, keep_attention=True))[-1].attention[0]
+    maps, share = ldm.word_attention(att, 3)
+    assert maps.shape == (3, 28, 28) and share.shape == (3,)
+    assert share.sum().item() == pytest.approx(1.0, abs=1e-5)
+    assert torch.allclose(maps.mean((1, 2)), share, atol=0.05)  # upsampling keeps each map's mass
+    with pytest.raises(ValueError, match="number of words"):
+        ldm.word_attention(att, ldm.MAX_TOKENS + 1)
+
+
+def test_card_speaks_the_familys_terms():
+    metrics = {"test_reconstruction_bce": 0.0675, "test_latent_mse": 0.0632, "prompt_class_accuracy": 0.795,
+               "ink_ratio_thick_to_thin": 3.78}
+    lines = FAM.metric_lines(metrics)
+    assert "BCE **0.0675**" in lines[0] and "80%" in lines[1] and "'thick' samples carry **3.78×**" in lines[1]
+    assert FAM.summary(FAM.config("tiny").__dict__) == "latent 2×7×7, denoiser width 8, 1 blocks"
+
+
 def test_attributes_measure_what_their_words_say():
     """Within every class, "thick" digits carry more ink than "thin" ones and "slanted" ones lean
     more than "upright" ones; "dark" clothes are darker than "bright" ones; a third get each word."""

@@ -90,17 +90,19 @@ def test_frames_are_evenly_spaced_and_capped():
         frames.frame(200)
 
 
-def test_a_long_ddpm_run_keeps_a_bounded_number_of_uint8_frames(user_dir):
+def test_a_long_ddpm_run_keeps_a_bounded_number_of_uint8_frames(ckpt, monkeypatch):
     """1,000 DDPM steps of 16 samples kept every float state (about 100 MB per visitor); now at most
-    MAX_FRAMES uint8 frames of x_t and x̂₀, and branching from any step still works."""
-    name = save_tiny(user_dir, "long_ddpm", T=400, conditional=True)
-    run = run_of(list(tab.generate(name, "DDPM", 1, 0.0, tab.ANY_CLASS, 0.0, 0, 16)))
-    assert run.total == 400 and len(run.frames) == parts.MAX_FRAMES == 200
-    assert run.frames.steps[0] == 0 and run.frames.steps[-1] == 400
+    MAX_FRAMES (200) uint8 frames of x_t and x̂₀, evenly spaced, and branching from any step, kept or
+    not, still reproduces the run (the state is rebuilt from the seed). Here 8 of T = 20 steps."""
+    monkeypatch.setattr(parts, "MAX_FRAMES", 8)
+    run = run_of(list(tab.generate(ckpt, "DDPM", 1, 0.0, "5", 2.0, 0, 16)))
+    assert run.total == 20 and len(run.frames) == 8
+    assert run.frames.steps == parts.frame_steps(21, 8) and run.frames.steps[::7] == [0, 20]
     assert all(v.dtype == np.uint8 for f in run.frames.images for v in f.values() if v is not None)
-    assert run.frames.nbytes <= parts.MAX_FRAMES * 2 * 16 * 28 * 28  # ≈ 5 MB
-    assert "final" in tab.scrub(run, 199)[2]
-    _, message = list(tab.branch(run, 399, 0, 400, 1.0))[-1]  # rebuilt from the seed, not kept
+    assert run.frames.nbytes <= 8 * 2 * 16 * 28 * 28
+    assert "final" in tab.scrub(run, 7)[2]
+    assert 18 not in run.frames.steps
+    _, message = list(tab.branch(run, 18, 0, 20, 1.0))[-1]
     assert "Identical" in message
 
 
