@@ -313,7 +313,7 @@ def build(page: parts.Page):
             with gr.Row():
                 go = gr.Button("Generate", variant="primary", elem_id="diffusion-generate")
                 stop = gr.Button("Cancel", variant="stop")
-            status = gr.Markdown(elem_id="diffusion-status")
+            status = gr.Markdown(label="Status", elem_id="diffusion-status")
             with gr.Row():
                 xt_img = gr.Image(label="x_t (current noisy images)", format="png", interactive=False,
                                   elem_id="diffusion-xt")
@@ -327,7 +327,7 @@ def build(page: parts.Page):
                 play_btn = gr.Button("▶ Play")
                 which = gr.Radio(["x_t", "x̂₀"], value="x_t", label="GIF of")
                 gif_btn = gr.Button("Export GIF")
-            scrub_label = gr.Markdown()
+            scrub_label = gr.Markdown(label="Frame shown")
             gif = gr.File(label="GIF (with its provenance in the comment)", height=90)
             gr.Markdown("**Branch**: restart from the state after some step of the run above (the same x_t, "
                         "rebuilt from its seed), with new randomness or a new schedule. The original seed and "
@@ -338,7 +338,7 @@ def build(page: parts.Page):
                 b_steps = gr.Slider(1, 1000, value=50, step=1, label="Total steps")
                 b_eta = gr.Slider(0.0, 1.0, value=1.0, step=0.05, label="η")
                 b_go = gr.Button("Branch", variant="primary")
-            b_status = gr.Markdown()
+            b_status = gr.Markdown(label="Branch status")
             with gr.Row():
                 orig_img = gr.Image(label="Original run", format="png", interactive=False)
                 branch_img = gr.Image(label="Branch", format="png", interactive=False)
@@ -348,7 +348,7 @@ def build(page: parts.Page):
                 f_index = gr.Number(value=0, precision=0, label="Test image (0–9999)")
                 f_sched = gr.Radio(["linear", "cosine"], value="linear", label="β schedule")
                 f_t = gr.Slider(0, FORWARD_T - 1, value=250, step=1, label="t")
-            f_caption = gr.Markdown()
+            f_caption = gr.Markdown(label="Forward-process formula at t")
             f_strip = gr.Image(label=f"x_t at t = {', '.join(map(str, diffusion.strip_timesteps(FORWARD_T)))} "
                                "(same ε)", format="png", interactive=False)
             with gr.Row():

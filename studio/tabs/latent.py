@@ -251,14 +251,14 @@ def build(page: parts.Page):
                 prompt = gr.Textbox(value="a thick seven", label="Prompt", scale=3, elem_id="ldm-prompt")
                 go = gr.Button("Generate", variant="primary", elem_id="ldm-generate")
                 stop = gr.Button("Cancel", variant="stop", elem_id="ldm-cancel")
-            hint = gr.Markdown(elem_id="ldm-hint")
+            hint = gr.Markdown(label="Words it knows", elem_id="ldm-hint")
             with gr.Row():
                 n = gr.Slider(1, MAX_SAMPLES, value=9, step=1, label="Samples")
                 steps = gr.Slider(1, 1000, value=50, step=1, label="DDIM steps")
                 guidance = gr.Slider(0.0, 15.0, value=3.0, step=0.1, label="Guidance w (0 = ignore the prompt)")
                 eta = gr.Slider(0.0, 1.0, value=0.0, step=0.05, label="η")
                 seed = widgets.seed_box()
-            status = gr.Markdown(elem_id="ldm-status")
+            status = gr.Markdown(label="Status", elem_id="ldm-status")
             with gr.Row():
                 images = gr.Image(label="Samples (decoded x̂₀ while denoising)", format="png", interactive=False,
                                   elem_id="ldm-images")
@@ -270,7 +270,7 @@ def build(page: parts.Page):
                         "of a longer run), decoded, and the latents themselves.")
             with gr.Row():
                 scrubber = gr.Slider(0, 49, value=49, step=1, label="Frame", scale=3)
-                scrub_label = gr.Markdown()
+                scrub_label = gr.Markdown(label="Frame shown")
             with gr.Row():
                 scrub_img = gr.Image(label="x̂₀ decoded", format="png", interactive=False)
                 latent_img = gr.Image(label="z_t: the latents being denoised", format="png", interactive=False)
@@ -287,7 +287,7 @@ def build(page: parts.Page):
         with gr.Accordion("Inside the autoencoder", open=False):
             with gr.Row():
                 a_index = gr.Number(value=0, precision=0, label="Test image (0–9999)")
-                a_caption = gr.Markdown()
+                a_caption = gr.Markdown(label="Reconstruction")
             with gr.Row():
                 a_pair = gr.Image(label="Image and its reconstruction", format="png", interactive=False)
                 a_latent = gr.Image(label="Its latent channels (7×7 each)", format="png", interactive=False)
