@@ -6,54 +6,14 @@ it is skipped where they are missing unless STUDIO_REQUIRE_BROWSER=1 (as in CI),
 missing browser a failure.
 """
 import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
-    """`python app.py` in a subprocess, as a user starts it, on a free port."""
-    port = free_port()
-    log = open(tmp_path_factory.mktemp("app") / "app.log", "w+")
-    proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, stdout=log,
-                            stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            break
-        except OSError:
-            if proc.poll() is not None:
-                break
-            time.sleep(0.3)
-    else:
-        proc.kill()
-    if proc.poll() is not None:
-        log.seek(0)
-        pytest.fail(f"app.py did not start:\n{log.read()}")
-    yield url
-    proc.terminate()
-    proc.wait(10)
 
 
 def test_gradio_client_decodes_like_the_page(app_url):
@@ -61,14 +21,14 @@ def test_gradio_client_decodes_like_the_page(app_url):
 
     client = Client(app_url, verbose=False)
     zeros = [0.0] * 6
-    a, _ = client.predict("vae_mnist", 0.0, 0.0, *zeros, api_name="/decode")
-    b, map_b = client.predict("vae_mnist", 1.5, -2.0, *zeros, api_name="/decode")
+    a, _ = client.predict("vae_mnist", 0.0, 0.0, *zeros, api_name="/vae_decode")
+    b, map_b = client.predict(checkpoint="vae_mnist", z1=1.5, z2=-2.0, api_name="/vae_decode")
     img_a, img_b = (np.asarray(Image.open(p).convert("L"), float) for p in (a, b))
     assert img_a.shape == img_b.shape and img_a.shape[0] >= 28
     assert np.abs(img_a - img_b).mean() > 5
     assert Image.open(map_b).size[0] > 300
     with pytest.raises(Exception, match="grid size|less than minimum"):
-        client.predict("vae_mnist", 0, 1.0, api_name="/latent_grid")  # gradio or the handler refuses it
+        client.predict("vae_mnist", 0, 1.0, api_name="/vae_decode_grid")  # gradio or the handler refuses it
 
 
 def _browser_available() -> bool:
