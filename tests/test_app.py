@@ -64,3 +64,46 @@ def test_moving_a_z_slider_changes_the_decoded_image(app_url):
         assert "Test set" in page.locator("#vae-card").inner_text()
         browser.close()
     assert not errors, errors
+
+
+@pytest.mark.skipif(not _browser_available() and os.environ.get("STUDIO_REQUIRE_BROWSER") != "1",
+                    reason="Debian chromium and playwright are not installed")
+def test_the_main_button_of_every_tab_works_in_the_page(app_url):
+    """Visit every tab and press its first primary button (training excepted), as a new user would:
+    no output may end in Gradio's Error badge, and the browser logs no errors."""
+    import re
+    import time
+
+    from playwright.sync_api import sync_playwright
+
+    errors, pressed = [], []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(app_url, wait_until="domcontentloaded")
+        page.wait_for_selector("[role=tab]", timeout=60_000)
+        tabs = page.locator("[role=tab]")
+        labels = [tabs.nth(i).inner_text().strip() for i in range(tabs.count())]
+
+        def settle(limit=120):
+            time.sleep(0.7)
+            end = time.time() + limit
+            while time.time() < end and page.locator(".generating, .pending").count():
+                time.sleep(0.3)
+
+        for i, label in enumerate(labels):
+            tabs.nth(i).click()
+            settle()  # what the tab runs on load
+            buttons = page.locator("button.primary:visible")
+            names = [buttons.nth(k).inner_text().strip() for k in range(buttons.count())]
+            main = next((k for k, n in enumerate(names) if not re.match(r"(start|train|resume|import)", n, re.I)), None)
+            assert main is not None, f"{label}: no main button"
+            before = page.locator("span.error").count()
+            buttons.nth(main).click()
+            settle()
+            assert page.locator("span.error").count() == before, f"{label} / {names[main]} ended in an error"
+            pressed.append(f"{label}/{names[main]}")
+        browser.close()
+    assert len(pressed) == len(labels) >= 8, pressed
+    assert not errors, errors
