@@ -14,7 +14,7 @@ Three networks, trained here:
    keys and values are the prompt's tokens. Row p of ``softmax(QKᵀ/√d)`` says which words position
    p listens to; column w, laid out as 7×7, is word w's attention map over the image.
 
-Diffusion itself is :mod:`models.diffusion`'s (the same ᾱ_t, q_sample and DDIM reverse process),
+Diffusion itself is :mod:`models.image.diffusion`'s (the same ᾱ_t, q_sample and DDIM reverse process),
 only on ``z`` instead of pixels; the sample is decoded at the end. Prompts are captions made from
 each image's label and attributes measured on it: ink (thick/thin digits, dark/bright clothes),
 slant (slanted/upright) or width (wide/narrow), each relative to its class. In training every
