@@ -225,8 +225,8 @@ class TrainPanel:
             self.cancel = gr.Button("Cancel", variant="stop")
             self.budget = gr.Textbox(value="5 minutes", label="Time budget", scale=1)
             self.plan = gr.Button("Plan: time a few steps", elem_id=f"{self.elem_id}-plan")
-        self.plan_note = gr.Markdown(elem_id=f"{self.elem_id}-plan-note")
-        self.status = gr.Markdown(elem_id=f"{self.elem_id}-status")
+        self.plan_note = gr.Markdown(label="Plan", elem_id=f"{self.elem_id}-plan-note")
+        self.status = gr.Markdown(label="Training status", elem_id=f"{self.elem_id}-status")
         with gr.Row():
             self.curves = gr.Plot(label="Training curves", show_label=False)
             made = self.preview() if self.preview else gr.Image(label="Samples from a fixed seed", format="png",
@@ -428,10 +428,11 @@ class OutputPanel:
         return [self.caption, self.record, self.file]
 
 
-def output_panel(label: str = "Download (PNG with its provenance)") -> OutputPanel:
-    caption = gr.Markdown()
+def output_panel(label: str = "Download (PNG with its provenance)", file_count: str = "single") -> OutputPanel:
+    """``file_count="multiple"`` when one output is several files (MIDI, MusicXML, WAV, JSON)."""
+    caption = gr.Markdown(label="Caption")
     with gr.Row():
-        file = gr.File(label=label, height=90, interactive=False)
+        file = gr.File(label=label, height=90, interactive=False, file_count=file_count)
         with gr.Accordion("Provenance: what made this output", open=False):
             record = gr.JSON(label="Provenance", show_label=False)
     return OutputPanel(caption, record, file)
