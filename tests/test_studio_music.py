@@ -121,6 +121,8 @@ def test_seed_phrase_from_an_uploaded_midi(tmp_path):
 @pytest.mark.parametrize("kw, words", [
     ({"notes": 0}, "Number of notes"),
     ({"notes": 10**6}, "Number of notes"),
+    ({"notes": 2.5}, "Number of notes must be a whole number"),
+    ({"notes": None}, "Number of notes"),
     ({"seed": -1}, "Seed"),
     ({"seed": 1.5}, "Seed"),
     ({"seed": None}, "Seed"),
@@ -129,6 +131,7 @@ def test_seed_phrase_from_an_uploaded_midi(tmp_path):
     ({"start_from": tab.FROM_MIDI}, "Upload a MIDI"),
     ({"start_from": "the radio"}, "Unknown seed source"),
     ({"seed_phrase_notes": 0}, "Seed phrase length"),
+    ({"seed_phrase_notes": float("nan")}, "Seed phrase length"),
     ({"chorale": "bach/nothing"}, "No chorale"),
     ({"checkpoint": "no_such_checkpoint"}, "No music checkpoint"),
 ])

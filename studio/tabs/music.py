@@ -48,6 +48,17 @@ def loaded(name: str):
     return widgets.load(family_of(name), name)
 
 
+def whole(name: str, value, low: int, high: int) -> int:
+    """A slider's or box's value as a whole number in [low, high], or a clear message (never rounded)."""
+    try:
+        ok = float(value) == int(value) and low <= int(value) <= high
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok:
+        raise ValueError(f"{name} must be a whole number from {low} to {high}; got {value!r}.")
+    return int(value)
+
+
 def token_label(p: int, d: int) -> str:
     return f"{music.pitch_name(p)} {music.duration_name(d)}"
 
@@ -191,9 +202,7 @@ def export(stem: str, midi, record: dict, audio: np.ndarray, score=None, content
 def seed_phrase(source: str, chorale: str, midi_file, length) -> tuple | None:
     if source == FROM_START:
         return None
-    length = int(length)
-    if not 1 <= length <= 64:
-        raise ValueError(f"Seed phrase length must be from 1 to 64 notes; got {length}.")
+    length = whole("Seed phrase length (notes)", length, 1, 64)
     if source == FROM_CHORALE:
         if not chorale:
             raise ValueError("Choose a chorale to take the seed phrase from.")
@@ -217,9 +226,7 @@ def generate(checkpoint, start_from=FROM_CHORALE, chorale=FIRST_CHORALE, seed_ph
     from your MIDI file."""
     model, config, _ = loaded(checkpoint)
     seed = widgets.seed_of(seed)
-    notes = int(notes)
-    if not 1 <= notes <= MAX_UI_NOTES:
-        raise ValueError(f"Number of notes must be from 1 to {MAX_UI_NOTES}; got {notes}.")
+    notes = whole("Number of notes", notes, 1, MAX_UI_NOTES)
     if not 20 <= float(tempo) <= 300:
         raise ValueError(f"Tempo must be between 20 and 300 bpm; got {tempo}.")
     prompt = seed_phrase(start_from, chorale, midi_file, seed_phrase_notes)
