@@ -546,4 +546,4 @@ def build(page: parts.Page):
                 [gan_header.dropdown, gan_seed, gan_bpm, rr_group, rr_voice, rr_bar, rr_seed, gan_ens],
                 [rr_a, rr_b, rr_a_audio, rr_b_audio, rr_note], api_name="musegan_reroll", show_progress_on=[rr_note])
     train.wire(page, train_config, [t_model, t_files, t_transpose, t_layers], ["note_loss", "duration_loss"],
-               render=train_preview, api_prefix="music")
+               render=train_preview, api_prefix="music", names=["model", "midi_files", "transpose", "layers"])
