@@ -225,8 +225,8 @@ class TrainPanel:
             self.cancel = gr.Button("Cancel", variant="stop")
             self.budget = gr.Textbox(value="5 minutes", label="Time budget", scale=1)
             self.plan = gr.Button("Plan: time a few steps", elem_id=f"{self.elem_id}-plan")
-        self.plan_note = gr.Markdown(elem_id=f"{self.elem_id}-plan-note")
-        self.status = gr.Markdown(elem_id=f"{self.elem_id}-status")
+        self.plan_note = gr.Markdown(label="Plan", elem_id=f"{self.elem_id}-plan-note")
+        self.status = gr.Markdown(label="Training status", elem_id=f"{self.elem_id}-status")
         with gr.Row():
             self.curves = gr.Plot(label="Training curves", show_label=False)
             made = self.preview() if self.preview else gr.Image(label="Samples from a fixed seed", format="png",
@@ -395,6 +395,16 @@ def save_png(image: np.ndarray, record: dict, filename: str) -> str:
     return str(path)
 
 
+def save_text(text: str, record: dict, filename: str) -> list[str]:
+    """A UTF-8 ``.txt`` of ``text`` with, beside it in the same fresh folder, a ``.json`` of the same
+    name holding the provenance record (plain text has nowhere to embed it); both paths."""
+    path = widgets.export_path(filename)
+    path.write_text(text, encoding="utf-8")
+    beside = path.with_suffix(".json")
+    beside.write_text(json.dumps(record, indent=1, ensure_ascii=False), encoding="utf-8")
+    return [str(path), str(beside)]
+
+
 def store_upload(file_path, suffixes: tuple[str, ...], folder: str, max_bytes: int = 50 << 20) -> Path:
     """Keep an upload under a name that includes its content hash: a later upload with the same file
     name but other contents gets its own file, so a run keeps training on the data it started with."""
@@ -427,7 +437,7 @@ class OutputPanel:
 
 
 def output_panel(label: str = "Download (PNG with its provenance)") -> OutputPanel:
-    caption = gr.Markdown()
+    caption = gr.Markdown(label="Caption")
     with gr.Row():
         file = gr.File(label=label, height=90, interactive=False)
         with gr.Accordion("Provenance: what made this output", open=False):
