@@ -436,10 +436,12 @@ class OutputPanel:
         return [self.caption, self.record, self.file]
 
 
-def output_panel(label: str = "Download (PNG with its provenance)") -> OutputPanel:
+def output_panel(label: str = "Download (PNG with its provenance)", file_count: str = "single") -> OutputPanel:
+    """``file_count="multiple"`` for outputs written as several files (a text and its JSON record)."""
     caption = gr.Markdown(label="Caption")
     with gr.Row():
-        file = gr.File(label=label, height=90, interactive=False)
+        file = gr.File(label=label, height=90 if file_count == "single" else 150, interactive=False,
+                       file_count=file_count)
         with gr.Accordion("Provenance: what made this output", open=False):
             record = gr.JSON(label="Provenance", show_label=False)
     return OutputPanel(caption, record, file)

@@ -253,17 +253,18 @@ def compare(checkpoint, prompt, length, top_k, top_p, seed, stop_at_end):
     prompt, seed = _prompt(prompt), widgets.seed_of(seed)
     controls = dict(prompt=prompt, length=int(length), top_k=int(top_k), top_p=float(top_p),
                     stop_at_sep=bool(stop_at_end))
-    outs = [gr.update(value="", label=f"τ = {t}") for t in TEMPERATURES]
-    texts = []
+    texts, labels = [""] * len(TEMPERATURES), [f"τ = {t}" for t in TEMPERATURES]
+    # fresh update dicts every time: Gradio consumes the value of an update it has sent
+    outs = lambda: [gr.update(value=v, label=label) for v, label in zip(texts, labels)]  # noqa: E731
     for j, t in enumerate(TEMPERATURES):
         steps = list(corpus.decode(model, model.tokenizer, 1, seeded(seed), temperature=t, **controls))
-        texts.append(steps[-1].text[0])
-        outs[j] = gr.update(value=texts[-1], label=f"τ = {t}: {repetition_note(steps[-1].ids, markdown=False)}")
-        yield *outs, *[gr.update()] * 3
+        texts[j] = steps[-1].text[0]
+        labels[j] = f"τ = {t}: {repetition_note(steps[-1].ids, markdown=False)}"
+        yield *outs(), *[gr.update()] * 3
     record = parts.provenance(family_of(checkpoint), checkpoint, seed, temperatures=list(TEMPERATURES), **controls)
     joined = "\n\n".join(f"=== temperature {t} ===\n{s}" for t, s in zip(TEMPERATURES, texts)) + "\n"
     files = parts.save_text(joined, record, f"{checkpoint}_seed{seed}_temperatures.txt")
-    yield *outs, f"seed {seed}, temperatures {', '.join(map(str, TEMPERATURES))}, checkpoint {checkpoint}", record, files
+    yield *outs(), f"seed {seed}, temperatures {', '.join(map(str, TEMPERATURES))}, checkpoint {checkpoint}", record, files
 
 
 # --- attention ---
@@ -388,7 +389,7 @@ def build(page: parts.Page):
                                      color_map=BUCKETS, show_legend=True, show_inline_category=False,
                                      combine_adjacent=False, elem_id="text-output")
             status = gr.Markdown(label="Status", elem_id="text-status")
-            gen_out = parts.output_panel("Download: the text (.txt) and its provenance (.json)")
+            gen_out = parts.output_panel("Download: the text (.txt) and its provenance (.json)", "multiple")
             position = gr.Slider(1, 200, value=1, step=1, label="Generated position")
             dist = gr.Image(label="Next-token distribution at that position", format="png", interactive=False)
         with gr.Accordion("Predictive keyboard", open=True):
@@ -405,7 +406,8 @@ def build(page: parts.Page):
             cmp_btn = gr.Button("Compare", elem_id="text-compare")
             with gr.Row():
                 cmp_out = [gr.Textbox(label=f"τ = {t}", lines=8, interactive=False) for t in TEMPERATURES]
-            cmp_panel = parts.output_panel("Download: the five texts (.txt) and their provenance (.json)")
+            cmp_panel = parts.output_panel("Download: the five texts (.txt) and their provenance (.json)",
+                                          "multiple")
         with gr.Accordion("Attention (transformer)", open=True, visible=True) as att_section:
             gr.Markdown("Which earlier tokens each position of the generated text looks at, per layer and head "
                         "(before a generation: the example prompt).")
