@@ -146,7 +146,8 @@ def test_attention_maps_for_gpt_only_without_page_state(ckpts):
     big, overview, caption = tab.attention_view("tiny_gpt", plain, 1, 2, 16)
     assert big.ndim == 3 and overview.ndim == 3 and "16 tokens" in caption
     _, _, blank = tab.attention_view("tiny_gpt", "", 1, 1, 48)  # before any generation: the example prompt
-    assert f"{len(corpus.prompt_ids(tab.loaded('tiny_gpt')[0].tokenizer, 'HAMLET' + chr(10) + 'To be, or not to be'))} tokens" in blank
+    example = corpus.prompt_ids(tab.loaded("tiny_gpt")[0].tokenizer, "HAMLET\nTo be, or not to be")
+    assert f"{len(example)} tokens" in blank
     with pytest.raises(gr.Error, match="Head must be"):
         tab.attention_view("tiny_gpt", plain, 1, 3, 16)
     with pytest.raises(gr.Error, match="vocabulary"):

@@ -264,7 +264,8 @@ def compare(checkpoint, prompt, length, top_k, top_p, seed, stop_at_end):
     record = parts.provenance(family_of(checkpoint), checkpoint, seed, temperatures=list(TEMPERATURES), **controls)
     joined = "\n\n".join(f"=== temperature {t} ===\n{s}" for t, s in zip(TEMPERATURES, texts)) + "\n"
     files = parts.save_text(joined, record, f"{checkpoint}_seed{seed}_temperatures.txt")
-    yield *outs(), f"seed {seed}, temperatures {', '.join(map(str, TEMPERATURES))}, checkpoint {checkpoint}", record, files
+    caption = f"seed {seed}, temperatures {', '.join(map(str, TEMPERATURES))}, checkpoint {checkpoint}"
+    yield *outs(), caption, record, files
 
 
 # --- attention ---
