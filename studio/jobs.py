@@ -167,9 +167,9 @@ class Jobs:
         """Continue a run of the user's with its own settings, up to ``steps``; the family comes from the file."""
         name = (name or "").strip()
         path = self.folder / f"{name}.safetensors"
+        self._check_owner(owner, name, "resume")
         if not name or not path.exists():
             raise ValueError(f"No run of yours named {name!r} to resume.")
-        self._check_owner(owner, name, "resume")
         _, config, meta = checkpoint.load(path)
         return self.start(meta["family"], name, replace(config, steps=int(steps)), resume=True, owner=owner)
 

@@ -236,10 +236,12 @@ class TrainPanel:
         self.import_note = gr.Markdown()
 
     def wire(self, page: Page, config: Callable, inputs: list, keys: list[str], render: Callable | None = None,
-             api_prefix: str | None = None, extra_outputs: list | None = None, extra: Callable | None = None):
+             api_prefix: str | None = None, extra_outputs: list | None = None, extra: Callable | None = None,
+             names: list[str] | None = None):
         """``config(*family_values, steps=, batch_size=, lr=)`` builds the run's config from the family
         controls ``inputs``; ``keys`` are the curves drawn; ``render(preview)`` gives the preview
-        component(s)' values; ``extra(job)`` values for ``extra_outputs`` on every poll."""
+        component(s)' values; ``extra(job)`` values for ``extra_outputs`` on every poll. The API names
+        the family controls after their labels unless ``names`` are given."""
         render = render or (lambda images: widgets.mosaic(images, 4, pad=1, scale=4))
         extra_outputs = extra_outputs or []
         header, n_prev = self.header, len(self.previews)
@@ -282,7 +284,7 @@ class TrainPanel:
 
         prefix = api_prefix or self.elem_id
         common = [self.steps, self.batch, self.lr]
-        names = [_param(c) for c in inputs] + ["steps", "batch_size", "lr"]
+        names = (names or [_param(c) for c in inputs]) + ["steps", "batch_size", "lr"]
         page.action(self.start.click, start, [*inputs, *common, self.name, header.dropdown], outputs,
                     api_name=f"{prefix}_train", names=[*names, "run_name", "checkpoint"],
                     show_progress_on=[self.status])

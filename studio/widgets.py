@@ -53,13 +53,18 @@ def friendly(fn):
 
 def seed_of(value) -> int:
     """A seed box's value as an int, refusing blanks, fractions, negatives and huge values with one message."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = float("nan")
-    if not (number == number and 0 <= number <= MAX_SEED and number == int(number)):
+    seed = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        seed = value
+    elif isinstance(value, (float, str)):
+        try:
+            number = float(value)
+            seed = int(number) if number.is_integer() else None
+        except (ValueError, OverflowError):
+            seed = None
+    if seed is None or not 0 <= seed <= MAX_SEED:
         raise ValueError(f"Seed must be a whole number from 0 to {MAX_SEED}; got {value!r}.")
-    return int(value) if isinstance(value, int) else int(number)
+    return seed
 
 
 def seed_box(value: int = 0, label: str = "Seed", **kwargs) -> gr.Number:
@@ -89,7 +94,10 @@ def read_image(file_path) -> Image.Image:
                                  f"{MAX_UPLOAD_PIXELS // 1_000_000} megapixels. Resize it first.")
             im.load()
             return im.copy()
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, SyntaxError):
+    except Image.DecompressionBombError:
+        raise ValueError(f"{name} decodes to far more pixels than the studio takes (up to "
+                         f"{MAX_UPLOAD_PIXELS // 1_000_000} megapixels). Resize it first.") from None
+    except (UnidentifiedImageError, OSError, SyntaxError):
         raise ValueError(f"{name} is not an image the studio can read (use PNG or JPEG).") from None
 
 def mosaic(images, nrow: int, pad: int = 1, scale: int = 1) -> np.ndarray:

@@ -1,6 +1,8 @@
 """What every family shares: the contract (family), checkpoints, data, the training loop and scoring."""
+import os
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]  # the repository: assets/ and runs/ live here
+ROOT = Path(__file__).resolve().parents[2]  # the repository: assets/ lives here
 ASSETS = ROOT / "assets"
-RUNS = ROOT / "runs"  # ignored by git: the user's checkpoints, uploads and exports
+# the user's checkpoints, training state and uploads: runs/ (ignored by git) unless STUDIO_RUNS says
+RUNS = Path(os.environ.get("STUDIO_RUNS") or ROOT / "runs")

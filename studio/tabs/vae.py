@@ -347,4 +347,5 @@ def build(page: parts.Page):
                 api_name="vae_arithmetic")
     page.action(sample_btn.click, samples, [ckpt, seed, n_samples, scale], [sample_img, *sample_out.outputs],
                 api_name="vae_samples")
-    train.wire(page, train_config, [t_data, t_latent, t_beta], ["loss", "reconstruction", "kl"], api_prefix="vae")
+    train.wire(page, train_config, [t_data, t_latent, t_beta], ["loss", "reconstruction", "kl"], api_prefix="vae",
+               names=["dataset", "latent_size", "beta"])
