@@ -236,6 +236,7 @@ def test_api_names_parameters_and_outputs(studio_app):
     }
     for name, params in expected.items():
         assert [p["parameter_name"] for p in endpoints[name]["parameters"]] == params, name
+        assert all(p["parameter_has_default"] for p in endpoints[name]["parameters"]), name  # callable bare
         assert not any(r["label"].startswith("value_") for r in endpoints[name]["returns"]), name
     assert not [n for n in endpoints if n.startswith("/text_") and n[-2] == "_" and n[-1].isdigit()]
     assert "/generate_text" not in endpoints

@@ -385,7 +385,7 @@ def build(page: parts.Page):
                 seed = widgets.seed_box()
                 go = gr.Button("Generate", variant="primary", elem_id="text-generate")
                 cancel = gr.Button("Cancel", variant="stop")
-            plain = gr.Textbox(label="Generated text", lines=6, interactive=False, elem_id="text-plain")
+            plain = gr.Textbox(value="", label="Generated text", lines=6, interactive=False, elem_id="text-plain")
             out = gr.HighlightedText(label="Tokens (colour = probability of the drawn token; click one)",
                                      color_map=BUCKETS, show_legend=True, show_inline_category=False,
                                      combine_adjacent=False, elem_id="text-output")
