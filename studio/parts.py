@@ -439,7 +439,8 @@ class OutputPanel:
 
 
 def output_panel(label: str = "Download (PNG with its provenance)", file_count: str = "single") -> OutputPanel:
-    """``file_count="multiple"`` for outputs written as several files (a text and its JSON record)."""
+    """``file_count="multiple"`` when one output is several files (MIDI, MusicXML, WAV, JSON; a text and
+    its JSON record); the box is then tall enough to list them."""
     caption = gr.Markdown(label="Caption")
     with gr.Row():
         file = gr.File(label=label, height=90 if file_count == "single" else 150, interactive=False,

@@ -10,6 +10,7 @@ import torch
 
 from models.music import musegan as mg
 from models.core.family import last, seeded
+from studio import parts
 from studio.tabs import music as tab
 
 SHIPPED = "musegan_chorales"
@@ -84,19 +85,43 @@ def test_roll_becomes_midi_with_four_instruments(tmp_path, tiny):
         mg.to_midi(roll, bpm=5)
 
 
+def test_voice_notes_and_changed_voices(tiny):
+    a = last(mg.sample(tiny, 1, seeded(0)))[0].numpy()
+    b = a.copy()
+    b[2] = np.roll(b[2], 1, axis=-1)  # move the tenor up a semitone
+    notes = mg.voice_notes(a)
+    assert list(notes) == list(mg.TRACKS) and all(len(v) == 32 for v in notes.values())
+    assert notes["Soprano"][0] == pretty_midi.note_number_to_name(int(a[0, 0].argmax()) + mg.LOWEST)
+    assert mg.changed_voices(a, b) == ["Tenor"] and mg.changed_voices(a, a) == []
+
+
+def test_card_lines_and_description_come_from_the_family():
+    card = parts.card_of(["musegan"], SHIPPED)
+    assert "in the best-fitting key" in card and "Wasserstein" in card and ", , " not in card
+    assert "4 latent groups of 32, generator width 16, critic width 16, 5 critic steps" in card
+    assert mg.FAMILY.metric_lines({"critic_loss": 1.5}) == ["Held-out: critic loss **1.5**"]  # an older card
+
+
 def test_musegan_section_generates_and_rerolls():
-    roll, sound, (path, prov), status = tab.musegan_generate(SHIPPED, 7, 90)
-    assert roll.ndim == 3 and sound[0] > 0 and np.abs(sound[1]).max() > 1000 and "seed 7" in status.lower()
-    assert len(pretty_midi.PrettyMIDI(path).instruments) == 4
-    assert json.loads(open(prov).read())["seed"] == 7
-    assert "in the best-fitting key" in tab.musegan_card(SHIPPED)
+    roll, sound, caption, record, files = tab.musegan_generate(SHIPPED, 7, 90)
+    assert roll.ndim == 3 and sound[0] > 0 and np.abs(sound[1]).max() > 1000 and "seed 7" in caption.lower()
+    midi_path, wav_path, json_path = files
+    pm = pretty_midi.PrettyMIDI(midi_path)
+    assert len(pm.instruments) == 4 and [json.loads(t.text) for t in pm.text_events] == [record]
+    beside = json.loads(open(json_path).read())
+    assert beside["seed"] == 7 and beside["family"] == "musegan" and list(beside["voices"]) == list(mg.TRACKS)
+    assert record["controls"] == {"tempo": 90.0, "instruments": "Wind quartet"}
+    # two visitors asking for the same phrase get files of their own
+    assert set(tab.musegan_generate(SHIPPED, 7, 90)[4]).isdisjoint(files)
     a_roll, b_roll, a_sound, b_sound, note = tab.musegan_reroll(SHIPPED, 7, 90, "melody", "Tenor", "every bar", 1)
     assert "Voices that changed: Tenor." in note  # only the re-rolled voice
     assert a_roll.shape == b_roll.shape and not np.array_equal(a_roll, b_roll)
     assert np.array_equal(a_roll, tab.gan_roll_image(tab.gan_draw(SHIPPED, 7), "A: the seed's phrase"))  # A = seed 7
-    assert "Tenor" in note
-    with pytest.raises(gr.Error, match="Seed"):
-        tab.musegan_generate(SHIPPED, -1, 90)
+    for bad in (-1, 1.5, None, 1e30):
+        with pytest.raises(gr.Error, match="Seed"):
+            tab.musegan_generate(SHIPPED, bad, 90)
+        with pytest.raises(gr.Error, match="Seed"):
+            tab.musegan_reroll(SHIPPED, 7, 90, "melody", "Tenor", "every bar", bad)
     with pytest.raises(gr.Error, match="Latent group"):
         tab.musegan_reroll(SHIPPED, 7, 90, "rhythm", "Tenor", "every bar", 1)
     with pytest.raises(gr.Error, match="ensemble"):

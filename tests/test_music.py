@@ -206,16 +206,65 @@ def test_bad_seed_phrases_are_refused(shipped):
         last(mt.sample(model, 1, seeded(0), notes=4, prompt=([500], [4])))
 
 
+def test_baselines_are_measured_on_the_held_out_chorales():
+    """Uniform is exactly ln |vocabulary|; the training set's plain frequencies do better than uniform
+    but are far from what a model with context reaches."""
+    b = music.baselines()
+    assert b["note_uniform"] == pytest.approx(math.log(music.N_PITCH))
+    assert b["duration_uniform"] == pytest.approx(math.log(music.N_DURATION))
+    assert 2.0 < b["note_unigram"] < b["note_uniform"] and 0.8 < b["duration_unigram"] < b["duration_uniform"]
+    assert music.baselines() is b  # cached
+    lines = mt.FAMILY.metric_lines({"note_loss": 1.5, "note_perplexity": 4.5, "note_accuracy": 0.5,
+                                    "duration_loss": 0.8, "duration_accuracy": 0.75})
+    assert "pitch loss **1.50 nats**" in lines[0] and f"{b['note_unigram']:.2f}" in lines[1]
+
+
+def test_attention_map_picks_a_head_or_the_mean(each_shipped):
+    model, config = each_shipped
+    out = last(mt.sample(model, 1, seeded(2), notes=12))
+    full, lo = mt.attention(model, out["pitch"][0], out["duration"][0])
+    n_layers, n_heads = mt.attention_shape(config)
+    w, lo2 = mt.attention_map(model, config, out["pitch"][0], out["duration"][0], n_layers, "mean")
+    assert lo2 == lo and np.allclose(w, full[-1].mean(0)) and np.allclose(w.sum(-1), 1, atol=1e-5)
+    h, _ = mt.attention_map(model, config, out["pitch"][0], out["duration"][0], 1, str(n_heads))
+    assert np.array_equal(h, full[0, n_heads - 1])
+    for layer, head, words in ((0, "mean", "Layer"), (n_layers + 1, "mean", "Layer"), (1, "0", "Head"),
+                               (1, str(n_heads + 1), "Head"), (1, "x", "Head")):
+        with pytest.raises(ValueError, match=words):
+            mt.attention_map(model, config, out["pitch"][0], out["duration"][0], layer, head)
+
+
+def test_midi_text_events_and_line_summary(tmp_path):
+    p, d = music.chorale("bach/bwv347")
+    midi = music.embed_text(music.to_midi(p, d), '{"seed": 3}')
+    path = tmp_path / "t.mid"
+    midi.write(str(path))
+    assert [t.text for t in pretty_midi.PrettyMIDI(str(path)).text_events] == ['{"seed": 3}']
+    assert music.read_midi(path)[0].tolist() == p.tolist()  # the text event changes no note
+    s = music.line_summary(np.concatenate([[music.START], p]), np.concatenate([[music.START], d]))
+    assert s == {"notes": int((p >= 2).sum()), "rests": int((p == music.REST).sum()), "quarters": d.sum() / 4}
+
+
+def test_cards_describe_each_music_family():
+    from models.music import music_rnn
+
+    cfg = {"seq_len": 64, "transpose": 5, "midi_files": ["a.mid"], "n_layers": 3, "n_heads": 4, "d_model": 128,
+           "lstm_layers": 2, "hidden": 192}
+    assert mt.FAMILY.summary(cfg) == ("transformer: 3 blocks × 4 heads, embedding 128, window 64 notes, "
+                                      "transposed ±5, plus 1 of your MIDI files")
+    assert music_rnn.FAMILY.summary(cfg).startswith("attention RNN: 2 LSTM layers × 192 units, window 64")
+
+
 def test_shipped_checkpoint_beats_an_untrained_model(each_shipped):
     """Held-out chorales: the shipped model predicts the next pitch and duration far better than the
     same network untrained (≈ ln 90 = 4.5 and ln 33 = 3.5 nats) or the training set's plain token
-    frequencies (2.9 and 1.2 nats)."""
+    frequencies (:func:`notes.baselines`, measured)."""
     model, config = each_shipped
     (p, d), _ = mt.FAMILY.examples(config, "test")
     trained = mt.evaluate(model, p, d)
     torch.manual_seed(0)
     untrained = mt.evaluate(type(model)(config), p, d)
     assert untrained["note_loss"] > 3.5 and untrained["duration_loss"] > 2.5
-    assert trained["note_loss"] < 2.0
-    assert trained["duration_loss"] < 1.0
+    assert trained["note_loss"] < 2.0 < music.baselines()["note_unigram"]
+    assert trained["duration_loss"] < 1.0 < music.baselines()["duration_unigram"]
     assert trained["note_accuracy"] > 0.4

@@ -378,6 +378,17 @@ def to_midi(roll, bpm: float = 90.0, programs: dict | None = None) -> pretty_mid
     return midi
 
 
+def voice_notes(roll) -> dict[str, list[str]]:
+    """One (4, steps, 48) roll -> each voice's note name at each step (soprano first)."""
+    pitch = np.asarray(roll).argmax(-1) + LOWEST  # (4, steps)
+    return {v: [pretty_midi.note_number_to_name(int(m)) for m in pitch[k]] for k, v in enumerate(TRACKS)}
+
+
+def changed_voices(a, b) -> list[str]:
+    """The voices whose notes differ between two (4, steps, 48) rolls."""
+    return [v for k, v in enumerate(TRACKS) if not np.array_equal(np.asarray(a)[k], np.asarray(b)[k])]
+
+
 # --- evaluation ---
 
 MAJOR = np.array([1, 0, 1, 0, 1, 1, 0, 1, 0, 1, 0, 1], bool)
@@ -407,6 +418,18 @@ def evaluate(model: MuseGAN, pitch: torch.Tensor) -> dict:
             "voice_changes_per_bar_bach": round(float((np.diff(pitch.numpy(), axis=-1) != 0).sum(-1).mean()) / N_BARS, 2)}
 
 
+def describe(cfg: dict) -> str:
+    return (f"4 latent groups of {cfg['z_dim']}, generator width {cfg['g_width']}, critic width {cfg['d_width']}, "
+            f"{cfg['n_critic']} critic steps")
+
+
+def card_lines(m: dict) -> list[str]:
+    return [f"Samples: {m['in_key_samples']:.0%} of steps in the best-fitting key (Bach's held-out phrases: "
+            f"{m['in_key_bach']:.0%}); each voice changes pitch {m['voice_changes_per_bar_samples']:g} times a bar "
+            f"(Bach: {m['voice_changes_per_bar_bach']:g}). Critic's Wasserstein estimate, held-out Bach vs "
+            f"samples: {m['wasserstein_held_out']:g}."]
+
+
 FAMILY = Family(
     name="musegan",
     title="MuseGAN",
@@ -421,6 +444,8 @@ FAMILY = Family(
     preview=preview,
     kind="music",
     unit="phrases",
+    describe=describe,
+    card_lines=card_lines,
 )
 
 

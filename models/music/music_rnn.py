@@ -93,6 +93,10 @@ def build(config: MusicRNNConfig) -> AttentionRNN:
     return AttentionRNN(config)
 
 
+def describe(cfg: dict) -> str:
+    return f"attention RNN: {cfg['lstm_layers']} LSTM layers × {cfg['hidden']} units, " + mt.data_words(cfg)
+
+
 FAMILY = Family(
     name="music_rnn",
     title="Attention RNN (music)",
@@ -106,4 +110,6 @@ FAMILY = Family(
     preview=mt.preview,
     kind="music",
     unit="sequences",
+    describe=describe,
+    card_lines=mt.card_lines,
 )

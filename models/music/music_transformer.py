@@ -306,12 +306,58 @@ def attention(model: MusicTransformer, pitches, durations) -> tuple[np.ndarray, 
     return torch.stack([w[0] for w in weights]).cpu().numpy(), lo
 
 
+def attention_shape(config) -> tuple[int, int]:
+    """(layers, heads) of a music model's attention maps: the transformer's blocks and heads; the
+    attention RNN has one of each."""
+    return (config.n_layers, config.n_heads) if isinstance(config, MusicConfig) else (1, 1)
+
+
+def attention_map(model, config, pitches, durations, layer: int, head="mean") -> tuple[np.ndarray, int]:
+    """One layer's attention over the last ``seq_len`` steps of a piece: head ``head`` (from 1), or
+    ``"mean"`` of the layer's heads, as (T, T) with rows summing to 1, and the first step's index."""
+    n_layers, n_heads = attention_shape(config)
+    if not 1 <= layer <= n_layers:
+        raise ValueError(f"Layer must be from 1 to {n_layers}; got {layer}.")
+    if head != "mean":
+        try:
+            h = int(head)
+        except (TypeError, ValueError):
+            h = 0
+        if not 1 <= h <= n_heads:
+            raise ValueError(f"Head must be 'mean' or from 1 to {n_heads}; got {head}.")
+    weights, lo = attention(model, pitches, durations)  # (L, H, T, T)
+    w = weights[layer - 1].mean(0) if head == "mean" else weights[layer - 1, h - 1]
+    return w, lo
+
+
 def preview(model: MusicTransformer, generator: torch.Generator) -> dict:
     """One 48-note piece from START, for the training view (piano roll and audio)."""
     out = None
     for out in sample(model, 1, generator, notes=48):
         pass
     return {"pitch": out["pitch"][0].numpy(), "duration": out["duration"][0].numpy()}
+
+
+def data_words(cfg: dict) -> str:
+    """The data settings both music families share, for cards and checkpoint lists."""
+    return (f"window {cfg['seq_len']} notes, transposed ±{cfg['transpose']}"
+            + (f", plus {len(cfg['midi_files'])} of your MIDI files" if cfg.get("midi_files") else ""))
+
+
+def describe(cfg: dict) -> str:
+    return (f"transformer: {cfg['n_layers']} blocks × {cfg['n_heads']} heads, embedding {cfg['d_model']}, "
+            + data_words(cfg))
+
+
+def card_lines(m: dict) -> list[str]:
+    """Held-out losses beside the measured context-free baselines (:func:`notes.baselines`)."""
+    b = music.baselines()
+    return [f"Held-out chorales: pitch loss **{m['note_loss']:.2f} nats** (perplexity {m['note_perplexity']:.1f}, "
+            f"next pitch right {m['note_accuracy']:.0%}), duration loss **{m['duration_loss']:.2f} nats** "
+            f"(right {m['duration_accuracy']:.0%}).",
+            f"Baselines measured on the held-out chorales: every token equally likely (an untrained network) "
+            f"{b['note_uniform']:.2f} and {b['duration_uniform']:.2f} nats; the training chorales' plain "
+            f"pitch and duration frequencies {b['note_unigram']:.2f} and {b['duration_unigram']:.2f} nats."]
 
 
 FAMILY = Family(
@@ -327,4 +373,6 @@ FAMILY = Family(
     preview=preview,
     kind="music",
     unit="sequences",
+    describe=describe,
+    card_lines=card_lines,
 )

@@ -205,6 +205,22 @@ def chorale_names() -> list[str]:
     return [name for name, _, _ in chorales()]
 
 
+@lru_cache(maxsize=1)
+def baselines() -> dict:
+    """Held-out cross-entropy (nats per note) of two models that ignore the context, the floor a trained
+    model has to beat: ``*_uniform``, every token of the vocabulary equally likely (what an untrained
+    network predicts), and ``*_unigram``, the training chorales' token frequencies (add-one smoothed),
+    both scored on every note of the held-out chorales."""
+    train, test = chorale_split("train"), chorale_split("test")
+    out = {}
+    for k, (key, n) in enumerate((("note", N_PITCH), ("duration", N_DURATION)), start=1):
+        counts = 1.0 + np.bincount(np.concatenate([c[k] for c in train]), minlength=n)
+        targets = np.concatenate([c[k] for c in test])
+        out[f"{key}_uniform"] = math.log(n)
+        out[f"{key}_unigram"] = float(-np.log(counts / counts.sum())[targets].mean())
+    return out
+
+
 def chorale(name: str) -> tuple[np.ndarray, np.ndarray]:
     for n, p, d in chorales():
         if n == name:
@@ -230,6 +246,13 @@ def windows(pieces, length: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"Not enough music for one window of {length} notes (have {len(p)}).")
     idx = np.arange(0, len(p) - length + 1, stride)[:, None] + np.arange(length)
     return p[idx], d[idx]
+
+
+def line_summary(pitches, durations) -> dict:
+    """How much music a token line holds: notes, rests and length in quarter notes (START pairs skipped)."""
+    p, d = np.asarray(pitches), np.asarray(durations)
+    return {"notes": int((p >= 2).sum()), "rests": int((p == REST).sum()),
+            "quarters": float(d[(p != START) & (d != START)].sum()) / STEPS_PER_QUARTER}
 
 
 # --- MIDI in ---
@@ -287,6 +310,12 @@ def to_midi(pitches, durations, bpm: float = 90.0, program: int = 19, velocity: 
         # a hair of silence before the next note keeps repeated notes audible as two
         inst.notes.append(pretty_midi.Note(velocity, note, onset * sec, max(onset * sec + 0.02, end * sec - 0.01)))
     midi.instruments.append(inst)
+    return midi
+
+
+def embed_text(midi: pretty_midi.PrettyMIDI, text: str, time: float = 0.0) -> pretty_midi.PrettyMIDI:
+    """Add a text meta event (how a MIDI file carries its provenance); ``midi.text_events`` reads it back."""
+    midi.text_events.append(pretty_midi.Text(text, time))
     return midi
 
 
