@@ -397,6 +397,16 @@ def save_png(image: np.ndarray, record: dict, filename: str) -> str:
     return str(path)
 
 
+def save_text(text: str, record: dict, filename: str) -> list[str]:
+    """A UTF-8 ``.txt`` of ``text`` with, beside it in the same fresh folder, a ``.json`` of the same
+    name holding the provenance record (plain text has nowhere to embed it); both paths."""
+    path = widgets.export_path(filename)
+    path.write_text(text, encoding="utf-8")
+    beside = path.with_suffix(".json")
+    beside.write_text(json.dumps(record, indent=1, ensure_ascii=False), encoding="utf-8")
+    return [str(path), str(beside)]
+
+
 def store_upload(file_path, suffixes: tuple[str, ...], folder: str, max_bytes: int = 50 << 20) -> Path:
     """Keep an upload under a name that includes its content hash: a later upload with the same file
     name but other contents gets its own file, so a run keeps training on the data it started with."""
@@ -429,10 +439,12 @@ class OutputPanel:
 
 
 def output_panel(label: str = "Download (PNG with its provenance)", file_count: str = "single") -> OutputPanel:
-    """``file_count="multiple"`` when one output is several files (MIDI, MusicXML, WAV, JSON)."""
+    """``file_count="multiple"`` when one output is several files (MIDI, MusicXML, WAV, JSON; a text and
+    its JSON record); the box is then tall enough to list them."""
     caption = gr.Markdown(label="Caption")
     with gr.Row():
-        file = gr.File(label=label, height=90, interactive=False, file_count=file_count)
+        file = gr.File(label=label, height=90 if file_count == "single" else 150, interactive=False,
+                       file_count=file_count)
         with gr.Accordion("Provenance: what made this output", open=False):
             record = gr.JSON(label="Provenance", show_label=False)
     return OutputPanel(caption, record, file)

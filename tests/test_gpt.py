@@ -1,5 +1,6 @@
 """The transformer decoder: causal attention whose rows are distributions, a KV cache that changes
 speed but not results, both kinds of positions, a context that slides, and the shipped checkpoint."""
+import dataclasses
 import json
 import math
 
@@ -68,6 +69,29 @@ def test_config_checks():
         FAM.config("tiny", seq_len=32)
     with pytest.raises(ValueError, match="Positions"):
         FAM.config("tiny", positions="rotary")
+
+
+def test_head_entropy_is_the_mean_row_entropy_in_bits():
+    model = tiny(layers=2)
+    ids = model.tokenizer.encode("To be, or not")
+    w = model.attention(ids)
+    h = gpt.head_entropy(w)
+    assert h.shape == (2, 2)
+    by_hand = -(w * torch.log2(w.clamp_min(1e-30))).sum(-1).mean(-1)
+    assert torch.allclose(h, by_hand, atol=1e-5)
+    T = len(ids)  # a causal head spread evenly over every earlier token: row i has log2(i + 1) bits
+    even = torch.ones(T, T).tril()
+    even = (even / even.sum(-1, keepdim=True))[None, None]
+    expected = torch.log2(torch.arange(1, T + 1, dtype=torch.float32)).mean()
+    assert gpt.head_entropy(even)[0, 0].item() == pytest.approx(expected.item(), abs=1e-5)
+    assert (h >= 0).all() and (h <= expected + 1e-4).all()
+
+
+def test_describe_names_the_architecture():
+    cfg = dataclasses.asdict(FAM.config("cpu"))
+    assert FAM.summary(cfg) == "char level, GPT 4 layers × 4 heads, width 128, context 128"
+    assert "sinusoidal" in FAM.summary({**cfg, "positions": "sinusoidal"})
+    assert FAM.summary({}) == ""  # an old or partial card: nothing rather than an error
 
 
 def test_sinusoids_are_bounded_and_distinct():

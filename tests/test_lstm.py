@@ -1,5 +1,6 @@
 """The recurrent language model: both cells, stacked layers, a state cache that matches a full pass,
 and the shipped review model."""
+import dataclasses
 import json
 import math
 
@@ -40,6 +41,11 @@ def test_book_preset_is_fosters():
         FAM.config("tiny", layers=3)
     with pytest.raises(ValueError, match="Cell"):
         FAM.config("tiny", cell="rnn")
+
+
+def test_describe_names_the_cell_and_sizes():
+    cfg = dataclasses.asdict(FAM.config("book", cell="gru", layers=2))
+    assert FAM.summary(cfg) == "word level, 2 × GRU 256, embedding 100"
 
 
 SHIPPED_LSTM = SHIPPED / "lstm_reviews.safetensors"

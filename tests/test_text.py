@@ -52,25 +52,25 @@ def test_out_of_vocabulary_words_are_named():
         char.encode("5 €")
 
 
-def test_uploads_binary_non_utf8_and_tiny_files_are_refused(tmp_path, monkeypatch):
-    monkeypatch.setattr(text, "UPLOADS", tmp_path / "corpora")
+def test_text_files_binary_non_utf8_and_tiny_ones_are_refused(tmp_path):
     binary = tmp_path / "photo.txt"
     binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(300))
     with pytest.raises(ValueError, match="binary file"):
-        text.save_upload(binary)
+        text.read_text_file(binary)
     latin = tmp_path / "latin1.txt"
     latin.write_bytes("café ".encode("latin-1") * 100)
     with pytest.raises(ValueError, match="not UTF-8"):
-        text.save_upload(latin)
+        text.read_text_file(latin)
     short = tmp_path / "short.txt"
     short.write_text("Hello there.")
     with pytest.raises(ValueError, match="only 12 characters"):
-        text.save_upload(short)
+        text.read_text_file(short)
     good = tmp_path / "my story.txt"
-    good.write_text("Once upon a time there was a fox.\n\nThe fox ran away. " * 40)
-    name = text.save_upload(good)
-    config = FAMILIES["lstm"].config("tiny", dataset=name)
-    assert "f" in config.vocab and text.title(name) == "your text (my_story.txt)"
+    good.write_bytes(("Once upon a time there was a fox.\r\n\r\nThe fox ran away. " * 40).encode())
+    assert "\r" not in text.read_text_file(good)
+    config = FAMILIES["lstm"].config("tiny", dataset=str(good))
+    assert "f" in config.vocab and text.title(str(good)) == "your text (my story.txt)"
+    assert len(text.documents(str(good))) == 41
     (x,), _ = text.windows(config, "train")
     assert len(x) > 10
 
@@ -189,3 +189,51 @@ def test_without_stop_generation_runs_on_into_a_new_document():
     first = tokens.index(1)
     assert len(steps) == 40 and any(t != 1 for t in tokens[first:]), "text continues after <sep>"
     assert "\n\n" in steps[-1].text[0]
+
+
+def tiny_lm(family="lstm", **overrides):
+    fam = FAMILIES[family]
+    torch.manual_seed(0)
+    return fam.build(fam.config("tiny", **overrides)).eval()
+
+
+def test_next_token_top_is_the_model_distribution_ranked():
+    model = tiny_lm(level="word")
+    with torch.no_grad():
+        model.head.bias[0] = 50.0  # <unk> overwhelmingly likely: it is still never offered
+        model.head.bias[5] = 20.0
+    ids = text.prompt_ids(model.tokenizer, "to be")
+    top = text.next_token_top(model, ids, 10)
+    with torch.no_grad():
+        logits, _ = model.next_logits(torch.tensor([ids]))
+    p = torch.softmax(logits[0].double(), -1)
+    assert len(top.ids) == 10 and 0 not in top.ids and top.ids[0] == 5
+    assert top.probs == sorted(top.probs, reverse=True)
+    assert top.probs == pytest.approx(p[top.ids].tolist())
+    assert top.entropy == pytest.approx(float(text.entropy(p)))  # <unk>'s mass counts in the entropy
+    assert top.mass == pytest.approx(sum(top.probs)) and top.mass < 0.01
+    char = tiny_lm("gpt")  # 67 characters: asking for more gives every token but <unk>
+    everything = text.next_token_top(char, text.prompt_ids(char.tokenizer, "To be"), 1000)
+    assert len(everything.ids) == len(char.tokenizer.vocab) - 1 and 0 not in everything.ids
+    with pytest.raises(ValueError, match="at least one token"):
+        text.next_token_top(model, [], 10)
+    with pytest.raises(ValueError, match="number of tokens offered"):
+        text.next_token_top(model, ids, 0)
+
+
+def test_candidates_always_include_the_drawn_token():
+    p = torch.tensor([0.1, 0.4, 0.05, 0.3, 0.15], dtype=torch.float64)
+    assert text.candidates(p, 1, 3) == [1, 3, 4]
+    assert text.candidates(p, 2, 3) == [1, 3, 2]  # the unlikely drawn token takes the last place
+    assert text.candidates(p, 0, 10) == [1, 3, 4, 0, 2]
+
+
+def test_card_lines_compare_with_untrained_and_frequency_baselines():
+    m = {"val_loss": 1.7727, "val_perplexity": 5.89, "val_accuracy": 0.4819, "uniform_loss": 4.2047,
+         "unigram_loss": 3.3328}
+    (line,) = text.card_lines(m)
+    assert "1.773 nats per token" in line and "perplexity **5.9**" in line
+    assert "perplexity 67" in line and "3.33 nats" in line and "48%" in line
+    assert text.card_lines({}) == []
+    for name in ("gpt", "lstm"):
+        assert FAMILIES[name].metric_lines(m) == [line]

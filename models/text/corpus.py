@@ -43,10 +43,9 @@ import torch
 import torch.nn.functional as F
 
 from models.core.family import Family, check_range, device_of, last
-from models.core import ASSETS, RUNS
+from models.core import ASSETS
 
 DATA_DIR = ASSETS / "data"
-UPLOADS = RUNS / "corpora"
 UNK, SEP = "<unk>", "<sep>"  # ids 0 and 1 in every vocabulary
 LEVELS = ("char", "word")
 MAX_UPLOAD = 20 * 1024 * 1024
@@ -112,17 +111,6 @@ def read_text_file(path) -> str:
         raise ValueError(f"{path.name} holds only {len(text.strip())} characters of text; a language model "
                          "needs at least a few thousand to learn from.")
     return text.replace("\r\n", "\n")
-
-
-def save_upload(path) -> str:
-    """Check an uploaded file and keep a copy among the user's corpora; returns its dataset name."""
-    text = read_text_file(path)
-    stem = re.sub(r"[^A-Za-z0-9_-]+", "_", Path(path).stem)[:40] or "text"
-    UPLOADS.mkdir(parents=True, exist_ok=True)
-    dest = UPLOADS / f"{stem}.txt"
-    dest.write_text(text, encoding="utf-8")
-    documents.cache_clear()
-    return str(dest)
 
 
 # --- tokenisers ---
@@ -213,7 +201,7 @@ def _stream(dataset: str, level: str, vocab: tuple) -> torch.Tensor:
 class TextConfig:
     """Data and training settings shared by the text families (each adds its network's sizes)."""
 
-    dataset: str = "hamlet"  # hamlet, reviews, kjv, or the path of an uploaded .txt file
+    dataset: str = "hamlet"  # hamlet, reviews, kjv, or the path of a .txt file (the studio names uploads by content)
     level: str = "word"  # "char" or "word"
     max_vocab: int = 4000  # word level: most frequent words kept (the rest are <unk>)
     vocab: tuple = ()  # filled from the corpus when empty; saved with the checkpoint
@@ -351,6 +339,43 @@ def entropy(p: torch.Tensor) -> torch.Tensor:
     return -(p * torch.log2(p.clamp_min(1e-30))).sum(-1)
 
 
+def candidates(probs: torch.Tensor, token: int, k: int) -> list[int]:
+    """The ids of the ``k`` likeliest tokens under ``probs`` (V,), most likely first, with ``token``
+    (the one actually drawn) always among them: it takes the k-th place when it is not in the top k."""
+    ids = torch.topk(probs, min(int(k), probs.shape[-1])).indices.tolist()
+    if token not in ids:
+        ids[-1] = token
+    return ids
+
+
+@dataclass
+class NextTokens:
+    """The likeliest next tokens after a text under the model (τ = 1): the predictive keyboard."""
+
+    ids: list  # most likely first
+    probs: list  # their probabilities
+    entropy: float  # bits, of the whole next-token distribution
+    mass: float  # the probability the offered tokens hold together
+
+
+@torch.no_grad()
+def next_token_top(model, ids, k: int) -> NextTokens:
+    """The ``k`` likeliest next tokens after token ``ids`` (a prompt's, <sep> first: :func:`prompt_ids`),
+    all of them when the vocabulary is smaller. <unk> (a word the vocabulary dropped) is never offered,
+    since it cannot be typed; its probability still counts in the entropy."""
+    if not len(ids):
+        raise ValueError("Give at least one token (a prompt starts with <sep>).")
+    check_range("number of tokens offered", k, 1, 1000)
+    model.eval()
+    x = torch.tensor([list(ids)], dtype=torch.int64, device=device_of(model))  # (1, T)
+    logits, _ = model.next_logits(x)
+    p = torch.softmax(logits[0].double().cpu(), -1)  # (V,)
+    offered = p.clone()
+    offered[0] = -1.0  # <unk> ranks last and is cut below
+    top = torch.topk(offered, min(int(k), len(p) - 1))
+    return NextTokens(top.indices.tolist(), top.values.tolist(), float(entropy(p)), float(top.values.sum()))
+
+
 def choose(after: torch.Tensor, generator: torch.Generator | None, greedy: bool) -> torch.Tensor:
     """One token id per row of ``after`` (B, V)."""
     if greedy:
@@ -429,11 +454,23 @@ def preview(model, generator) -> str:
     return last(sample_texts(model, 1, generator, length=length, temperature=0.8, stop_at_sep=True))[0]
 
 
-def family(name: str, title: str, config_cls, build, train_step, sample, presets) -> Family:
-    """The Family record of a text family: the shared data, evaluation and preview hooks."""
+def card_lines(m: dict) -> list[str]:
+    """The card's held-out line for both text families: loss and perplexity beside what an untrained
+    model (uniform over the vocabulary: its perplexity is the vocabulary size) and token frequencies
+    alone would score."""
+    if "val_loss" not in m:
+        return []
+    return [f"Held-out text: loss **{m['val_loss']:.3f} nats per token**, perplexity **{m['val_perplexity']:.1f}** "
+            f"(an untrained model: {m['uniform_loss']:.2f} nats, perplexity {math.exp(m['uniform_loss']):,.0f}"
+            + (f"; token frequencies alone: {m['unigram_loss']:.2f} nats" if "unigram_loss" in m else "")
+            + f"), next-token accuracy {m['val_accuracy']:.0%}"]
+
+
+def family(name: str, title: str, config_cls, build, train_step, sample, presets, describe) -> Family:
+    """The Family record of a text family: the shared data, evaluation, preview and card hooks."""
     return Family(name=name, title=title, config_cls=config_cls, build=build, train_step=train_step,
                   sample=sample, evaluate=evaluate, presets=presets, data=windows, preview=preview,
-                  kind="text", unit="sequences")
+                  kind="text", unit="sequences", describe=describe, card_lines=card_lines)
 
 
 def repetition(ids: list[int], n: int = 4) -> float:

@@ -202,4 +202,16 @@ def sample(model: GPT, n: int, generator: torch.Generator | None = None, prompt:
                                  allow_unk=allow_unk, use_cache=use_cache)
 
 
-FAMILY = text.family("gpt", "Transformer decoder (GPT)", GPTConfig, build, train_step, sample, PRESETS)
+def head_entropy(weights: torch.Tensor) -> torch.Tensor:
+    """Mean entropy (bits) of each head's attention rows: (layers, heads, T, T) -> (layers, heads).
+    Low: a sharp head that looks at one or two tokens; high: one that spreads over the context
+    (row i of a causal head can reach at most log2(i + 1) bits)."""
+    return text.entropy(weights).mean(-1)
+
+
+def describe(cfg: dict) -> str:
+    return (f"{cfg['level']} level, GPT {cfg['layers']} layers × {cfg['heads']} heads, width {cfg['d_model']}, "
+            f"context {cfg['block']}" + (", sinusoidal positions" if cfg.get("positions") == "sinusoidal" else ""))
+
+
+FAMILY = text.family("gpt", "Transformer decoder (GPT)", GPTConfig, build, train_step, sample, PRESETS, describe)

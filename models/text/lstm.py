@@ -93,4 +93,10 @@ def sample(model: RecurrentLM, n: int, generator: torch.Generator | None = None,
                                  allow_unk=allow_unk)
 
 
-FAMILY = text.family("lstm", "Recurrent language model (LSTM / GRU)", LSTMConfig, build, train_step, sample, PRESETS)
+def describe(cfg: dict) -> str:
+    return (f"{cfg['level']} level, {cfg['layers']} × {str(cfg['cell']).upper()} {cfg['hidden']}, "
+            f"embedding {cfg['embedding']}")
+
+
+FAMILY = text.family("lstm", "Recurrent language model (LSTM / GRU)", LSTMConfig, build, train_step, sample,
+                     PRESETS, describe)
