@@ -305,7 +305,9 @@ def describe(card: dict, dataset: bool = True) -> str:
     """The settings that tell checkpoints of a family apart, in the family's own words."""
     cfg = card.get("config", {})
     fam = FAMILIES.get(card.get("family"))
-    parts = [cfg.get("dataset", "?")] if dataset and "dataset" in cfg else []
+    name = str(cfg.get("dataset", "?"))
+    name = Path(name).stem if "/" in name else name  # an uploaded file: its name, not the server's path
+    parts = [name] if dataset and "dataset" in cfg else []
     own = fam.summary(cfg) if fam else ""
     return ", ".join(parts + ([own] if own else []))
 
