@@ -113,3 +113,13 @@ def test_shipped_checkpoint_translates_b_to_a_keeping_the_digit():
     assert float((p["a_reconstructed"] - p["a"]).abs().mean()) < 0.1
     # translated A looks textured: its border is no longer black
     assert float(p["a_to_b"][:, :, :4].mean()) > 0.1 > float(p["a"][:, :, :4].mean())
+
+
+def test_describe_and_card_lines_speak_the_familys_terms():
+    cfg = cyclegan.FAMILY.summary(vars(cyclegan.FAMILY.config("identity_off")))
+    assert cfg == "loss weights: validation 1, reconstruction 10, identity 0"
+    metrics = {"reconstruction_a": 0.05, "reconstruction_b": 0.08, "identity_a": 0.1, "identity_b": 0.12,
+               "b_to_a_digit_accuracy": 0.87, "textured_input_accuracy": 0.4}
+    (line,) = cyclegan.FAMILY.metric_lines(metrics)
+    assert "cycle error (mean |x − x̂|) A 0.050, B 0.080" in line and "**87%** of B→A" in line and "(40% of" in line
+    assert cyclegan.FAMILY.metric_lines({"other": 1.0}) == ["Held-out: other **1**"]  # an older card: generic

@@ -91,3 +91,29 @@ def test_gram_views_compare_the_three_images():
     views = st.gram_views(img, img, img, "block1_conv1", channels=8)
     assert views["result"].shape == (8, 8)
     assert torch.allclose(views["content"], views["style"])
+
+
+def test_gram_distance_is_relative_to_the_target():
+    g = st.gram(torch.rand(1, 4, 3, 3))[0]
+    assert st.gram_distance(g, g) == 0.0
+    assert st.gram_distance(2 * g, g) == pytest.approx(1.0)
+    assert st.gram_distance(torch.zeros_like(g), g) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="zero"):
+        st.gram_distance(g, torch.zeros_like(g))
+
+
+def test_stages_put_the_preview_first_and_count_every_step():
+    assert st.stages(st.StyleConfig(size=128, preview_size=64, preview_steps=10, steps=30)) == [(64, 10), (128, 30)]
+    assert st.stages(st.StyleConfig(size=64, preview_size=96, steps=5)) == [(64, 5)]  # no preview above the size
+    assert st.stages(st.StyleConfig(size=128, preview_size=0, steps=5)) == [(128, 5)]
+    cfg = small(optimizer="adam")
+    snaps = list(st.transfer(torch.rand(1, 3, 32, 48), torch.rand(1, 3, 32, 32), cfg))
+    assert snaps[-1]["step"] == sum(n for _, n in st.stages(cfg))
+
+
+def test_with_preset_applies_the_books_weights():
+    cfg = st.with_preset(st.StyleConfig(size=96), "Foster (Keras example)")
+    assert (cfg.content_weight, cfg.style_weight, cfg.tv_weight, cfg.optimizer) == (0.025, 1.0, 1.0, "lbfgs")
+    assert cfg.size == 96  # the rest of the settings are kept
+    with pytest.raises(ValueError, match="Unknown preset"):
+        st.with_preset(st.StyleConfig(), "Picasso")

@@ -158,8 +158,11 @@ class Objective:
         return total, {"content": c.item(), "style": s.item(), "tv": t.item(), "total": total.item()}
 
 
-def _stages(cfg: StyleConfig) -> list[tuple[int, int]]:
-    """(long side, steps) per stage: the quick preview first when it is smaller than the output."""
+def stages(cfg: StyleConfig) -> list[tuple[int, int]]:
+    """The optimisation stages :func:`transfer` runs, as ``(long side in px, steps)``: the quick
+    low-resolution preview first (when it is on and smaller than the output), then the full size.
+    With Adam, ``sum(steps)`` is the step count of the last snapshot; L-BFGS's line search may add
+    a few loss evaluations (each counted as a step)."""
     stages = []
     if cfg.preview_size and cfg.preview_steps and cfg.preview_size < cfg.size:
         stages.append((max(MIN_SIZE, cfg.preview_size), cfg.preview_steps))
@@ -184,9 +187,9 @@ def transfer(content: torch.Tensor, style: torch.Tensor, cfg: StyleConfig,
     device = next(vgg16().parameters()).device
     content, style = content.to(device), style.to(device)
     history, step, x = [], 0, None
-    stages = _stages(cfg)
-    for stage, (side, n_steps) in enumerate(stages):
-        name = "preview" if stage < len(stages) - 1 else "full"
+    plan = stages(cfg)
+    for stage, (side, n_steps) in enumerate(plan):
+        name = "preview" if stage < len(plan) - 1 else "full"
         target = _resize_long(content, side)
         objective = Objective(target, style, cfg, shares)
         if x is None:
@@ -248,7 +251,19 @@ def gram_views(content: torch.Tensor, style: torch.Tensor, result: torch.Tensor,
     return out
 
 
+def gram_distance(gram_matrix: torch.Tensor, target: torch.Tensor) -> float:
+    """How far one Gram matrix is from a target one, relative to the target's size:
+    ``‖G − G_target‖_F / ‖G_target‖_F`` (0 = the same feature correlations; 1 = as far as a zero
+    matrix). The Gram viewer reports it for the content and the result against the style."""
+    norm = float(target.norm())
+    if not norm > 0:
+        raise ValueError("The style's Gram matrix is zero at this layer (a blank style image?): "
+                         "there is nothing to compare with.")
+    return float((gram_matrix - target).norm()) / norm
+
+
 def with_preset(cfg: StyleConfig, preset: str) -> StyleConfig:
+    """``cfg`` with one of :data:`PRESETS`' weights (and optimizer) applied."""
     if preset not in PRESETS:
         raise ValueError(f"Unknown preset {preset!r}; choose from {list(PRESETS)}.")
     return replace(cfg, **PRESETS[preset])

@@ -4,27 +4,32 @@ low-resolution preview first) with its loss split into content, style and total 
 shows the Gram matrices it matches; DeepDream streams one result per octave, can be scrubbed, and
 keeps a gallery of the configurations you liked. CycleGAN translates between two unpaired domains
 (plain digits and digits on photo textures): the book's six-panel view both ways, the PatchGAN's
-real/fake map over an image, and training in the page with the three loss weights on sliders."""
+real/fake map over an image, and training in the page with the three loss weights on sliders.
+
+Handlers are plain functions of plain values (tested directly and exposed through the API);
+``build()`` only lays them out and wires them. Uploads are ``gr.File`` inputs read by
+:func:`read_upload`, so a file that is not an image, is empty or decodes huge gets a message
+instead of failing inside Gradio.
+"""
 from __future__ import annotations
 
 import json
 import math
-import time
 import tempfile
+import time
 from pathlib import Path
 
 import gradio as gr
 import numpy as np
 import torch
 from matplotlib.figure import Figure
-from PIL import Image
+from PIL import Image, ImageOps
 
-from models.paint import cyclegan, deepdream, fast_style, pretrained, style_transfer
 from models.core.family import seeded
+from models.paint import cyclegan, deepdream, fast_style, pretrained, style_transfer
 from models.paint.pretrained import VGG16_NAMES
 from models.paint.style_transfer import PRESETS, STYLE_LAYERS, StyleConfig
-from studio import widgets
-from studio.jobs import JOBS, stream
+from studio import parts, widgets
 from studio.widgets import friendly
 
 TITLE = "Paint"
@@ -33,7 +38,9 @@ SAMPLES = Path(tempfile.gettempdir()) / "gdl-studio-samples"
 OPTIMIZERS = {"L-BFGS": "lbfgs", "Adam": "adam"}
 STARTS = {"content image": "content", "noise": "noise"}
 DREAM_LAYERS = deepdream.LAYERS
-MAX_GALLERY = 24
+MAX_GALLERY = 24  # saved DeepDream configurations kept per visitor
+GALLERY_SIDE = 256  # the gallery keeps thumbnails, so a visitor's state stays small
+SHOWN_SIDE = 512  # uploads are shown beside their file box at most this large
 CYCLE = "cyclegan"
 CYCLE_PANELS = 8  # most test images per direction in the six-panel view
 PATCH_SOURCES = {  # what is judged -> (domain of the image, whether it is translated, the judging D)
@@ -43,6 +50,12 @@ PATCH_SOURCES = {  # what is judged -> (domain of the image, whether it is trans
     "B→A translation (judged as A)": ("b", True),
 }
 CYCLE_LOSSES = ["validation", "reconstruction", "identity", "d_a", "d_b"]
+# the API's parameter names for the controls, in the order the page passes them
+ST_CONTROLS = ["content_weight_log10", "style_weight_log10", "tv_weight_log10", "content_layer",
+               *[f"use_{name}" for name in STYLE_LAYERS], *[f"weight_{name}" for name in STYLE_LAYERS],
+               "decay", "size", "preview_size", "start", "optimizer", "adam_step", "steps", "preview_steps"]
+DREAM_CONTROLS = [*[f"weight_{name}" for name in DREAM_LAYERS], "step", "octaves", "octave_scale", "iterations",
+                  "max_loss", "reinject", "size"]
 
 
 def bundled(name: str) -> str:
@@ -59,16 +72,41 @@ def bundled(name: str) -> str:
     return str(IMAGES / f"{name}.jpg")
 
 
-def _image(path, what: str, side: int) -> tuple[torch.Tensor, str]:
+# --- uploads ---
+
+def read_upload(path, what: str) -> np.ndarray:
+    """An uploaded image as (H, W, 3) uint8 RGB, upright as its EXIF says. ``widgets.read_image``
+    refuses a non-image, an empty file or a decompression bomb with a message naming the file."""
     if not path:
-        raise ValueError(f"Choose a {what} image first (upload one or pick an example).")
-    return pretrained.fit(pretrained.read_image(path), side, what)
+        noun = "an image" if what == "image" else f"a {what} image"
+        raise ValueError(f"Choose {noun} first (upload one or pick an example).")
+    im = ImageOps.exif_transpose(widgets.read_image(path))
+    return pretrained.read_image(np.asarray(im.convert("RGB")))
+
+
+def _image(path, what: str, side: int) -> tuple[torch.Tensor, str]:
+    return pretrained.fit(read_upload(path, what), side, what)
+
+
+def _source(path, key: str) -> dict:
+    """What the provenance record says about an input image: its file name and content hash."""
+    return {key: Path(path).name, f"{key}_sha256": parts.file_hash(path)}
+
+
+@friendly
+def show_upload(path):
+    """The chosen file as the page shows it (at most SHOWN_SIDE px), or a message when it is no image."""
+    if not path:
+        return None
+    im = Image.fromarray(read_upload(path, "image"))
+    im.thumbnail((SHOWN_SIDE, SHOWN_SIDE))
+    return np.asarray(im)
 
 
 # --- style transfer ---
 
 def style_config(cw_log, sw_log, tvw_log, content_layer, *rest) -> StyleConfig:
-    """The controls, in the order the page passes them, as a StyleConfig."""
+    """The controls, in the order the page passes them (:data:`ST_CONTROLS`), as a StyleConfig."""
     n = len(STYLE_LAYERS)
     checks, weights = rest[:n], rest[n:2 * n]
     decay, size, preview, start, optimizer, lr, steps, preview_steps = rest[2 * n:]
@@ -85,57 +123,79 @@ def style_config(cw_log, sw_log, tvw_log, content_layer, *rest) -> StyleConfig:
 
 
 def loss_figure(history: list[dict]) -> Figure:
-    """Weighted content, style and TV losses against step (log scale), the preview stage shaded."""
-    fig = Figure(figsize=(6.4, 2.8), dpi=90, layout="constrained")
+    """Weighted content, style and TV losses against step on a log scale, the preview stage shaded.
+
+    A zero (the content loss at step 1, when the image starts as the content photo) has no place on a
+    log axis, so it is left out rather than drawn at a floor that would squash every other value;
+    the axis spans at most six decades below the largest loss, and the legend sits below the plot."""
+    fig = Figure(figsize=(6.4, 3.1), dpi=90, layout="constrained")
     ax = fig.add_subplot()
     steps = [h["step"] for h in history]
+    shown = []
     for key, color in (("content", "C0"), ("style", "C1"), ("tv", "C2"), ("total", "k")):
-        ax.plot(steps, [max(h[key], 1e-30) for h in history], color=color, lw=1.8 if key == "total" else 1.2,
-                ls="--" if key == "total" else "-", label=key)
+        values = np.array([h[key] for h in history], float)
+        values[~(values > 0)] = np.nan
+        shown.append(values)
+        ax.plot(steps, values, color=color, lw=1.8 if key == "total" else 1.2, ls="--" if key == "total" else "-",
+                label=key)
     preview = [h["step"] for h in history if h["stage"] == "preview"]
     if preview:
-        ax.axvspan(0.5, max(preview) + 0.5, color="0.9", label="low-res preview")
+        ax.axvspan(0.5, max(preview) + 0.5, color="0.9", label="low-res preview", zorder=0)
     ax.set_yscale("log")
+    positive = np.concatenate(shown)
+    positive = positive[np.isfinite(positive)]
+    if len(positive):
+        top = positive.max()
+        ax.set_ylim(max(positive.min(), top * 1e-6) / 1.5, top * 1.5)
     ax.set_xlabel("optimisation step")
     ax.set_ylabel("weighted loss")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, ncols=5, loc="upper right")
+    fig.legend(loc="outside lower center", ncols=5, fontsize=8, frameon=False)
     return fig
 
 
 @friendly
-def stylise(content_path, style_path, seed, *controls):
-    """Stream snapshots: (result, curves, status, state for the Gram viewer)."""
+def stylise(content_image, style_image, seed, *controls):
+    """Stream snapshots: (result, curves, status, state for the Gram viewer, caption, provenance,
+    PNG download); the download comes with the last one."""
     cfg = style_config(*controls)
     style_transfer.check(cfg)
     seed = widgets.seed_of(seed)
-    content, c_note = _image(content_path, "content", cfg.size)
-    style, s_note = _image(style_path, "style", cfg.size)
+    content, c_note = _image(content_image, "content", cfg.size)
+    style, s_note = _image(style_image, "style", cfg.size)
     notes = (f"{c_note}; {s_note}; weights: content {cfg.content_weight:.2g}, style {cfg.style_weight:.2g}, "
-             f"TV {cfg.tv_weight:.2g}; seed {int(seed)}")
-    snaps = style_transfer.transfer(content, style, cfg, torch.Generator().manual_seed(int(seed)))
-    total = sum(n for _, n in style_transfer._stages(cfg))
-    yield None, None, f"Starting: {notes}. The first preview comes after {cfg.snapshot_every} steps.", None
-    for snap in snaps:
+             f"TV {cfg.tv_weight:.2g}; seed {seed}")
+    total = sum(n for _, n in style_transfer.stages(cfg))
+    keep = [gr.update()] * 3
+    yield None, None, f"Starting: {notes}. The first preview comes after {cfg.snapshot_every} steps.", None, *keep
+    state = {"content": pretrained.to_uint8(content), "style": pretrained.to_uint8(style), "result": None}
+    img = status = figure = None
+    for snap in style_transfer.transfer(content, style, cfg, seeded(seed)):
         h = snap["history"][-1] if snap["history"] else {}
         img = pretrained.to_uint8(snap["image"])
         where = f"{snap['stage']} at {img.shape[1]}×{img.shape[0]} px"
         status = (f"Step {snap['step']}/{total} ({where}): content {h.get('content', 0):.3g}, "
                   f"style {h.get('style', 0):.3g}, TV {h.get('tv', 0):.3g}. {notes}.")
-        state = {"content": content_path, "style": style_path, "result": img}
-        yield img, loss_figure(snap["history"]) if snap["history"] else None, status, state
-    yield gr.update(), gr.update(), status + " Done.", state
+        state = {**state, "result": img}
+        figure = loss_figure(snap["history"]) if snap["history"] else None
+        yield img, figure, status, state, *keep
+    if img is None:
+        raise ValueError("The optimisation stopped before its first snapshot: raise the steps.")
+    record = parts.provenance("style_transfer", None, seed, **_source(content_image, "content_image"),
+                              **_source(style_image, "style_image"), **dict(zip(ST_CONTROLS, controls)))
+    caption = (f"seed {seed}, {img.shape[1]}×{img.shape[0]} px, {total} {cfg.optimizer} steps; content "
+               f"{Path(content_image).name}, style {Path(style_image).name}")
+    # the last values are complete (an API caller sees only them), with the download
+    yield (img, figure, status + " Done.", state,
+           *parts.publish(img, record, caption, f"style_transfer_seed{seed}.png"))
 
 
 @friendly
-def fast_preview(content_path, style_path, strength, preserve_color, size):
+def fast_preview(content_image, style_image, strength, keep_colours, size):
     """The feed-forward network's one-pass rendering, to set beside the optimised result."""
-    for path, what in ((content_path, "content"), (style_path, "style")):
-        if not path:
-            raise ValueError(f"Choose a {what} image first (upload one or pick an example).")
-    content, style = pretrained.read_image(content_path), pretrained.read_image(style_path)
+    content, style = read_upload(content_image, "content"), read_upload(style_image, "style")
     t0 = time.time()
-    out = fast_style.stylise(content, style, float(strength), int(size), bool(preserve_color))
+    out = fast_style.stylise(content, style, float(strength), int(size), bool(keep_colours))
     return out, (f"Instant preview, {out.shape[1]}×{out.shape[0]}, in {time.time() - t0:.1f} s: one forward pass "
                  "of Magenta's arbitrary-style network (ONNX; rendered at 384 px and scaled).")
 
@@ -154,26 +214,27 @@ def gram_figure(views: dict, layer: str) -> Figure:
     return fig
 
 
+def _tensor(img: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255.0
+
+
 @friendly
 def show_gram(state, layer, channels):
-    if not state:
+    """Gram matrices of the last result and its two inputs (kept, as read, in the visitor's state)."""
+    if not state or state.get("result") is None:
         raise ValueError("Run style transfer first: the Gram viewer compares its result with the two inputs.")
-    result = torch.from_numpy(state["result"]).permute(2, 0, 1)[None].float() / 255.0
-    side = max(result.shape[-2:])
-    content, _ = _image(state["content"], "content", side)
-    style, _ = _image(state["style"], "style", side)
-    views = style_transfer.gram_views(content, style, result, layer, int(channels))
-    dist = {k: float((views[k] - views["style"]).norm() / views["style"].norm()) for k in ("content", "result")}
+    views = style_transfer.gram_views(_tensor(state["content"]), _tensor(state["style"]), _tensor(state["result"]),
+                                      layer, int(channels))
+    dist = {k: style_transfer.gram_distance(views[k], views["style"]) for k in ("content", "result")}
     note = (f"Relative distance to the style's Gram matrix: content {dist['content']:.2f}, result "
             f"{dist['result']:.2f} (lower = closer in style at this layer).")
     return gram_figure(views, layer), note
 
 
+@friendly
 def apply_preset(name):
-    if name not in PRESETS:
-        raise gr.Error(f"Unknown preset {name!r}.")
-    p = PRESETS[name]
-    cfg = StyleConfig(**p)
+    """A preset's weights, decay, optimizer and step on the sliders (log weights for the log sliders)."""
+    cfg = style_transfer.with_preset(StyleConfig(), name)
     inv = {v: k for k, v in OPTIMIZERS.items()}
     return (math.log10(cfg.content_weight), math.log10(cfg.style_weight), math.log10(cfg.tv_weight),
             cfg.decay, inv[cfg.optimizer], cfg.lr)
@@ -182,6 +243,7 @@ def apply_preset(name):
 # --- DeepDream ---
 
 def dream_config(*controls) -> deepdream.DreamConfig:
+    """The controls, in the order the page passes them (:data:`DREAM_CONTROLS`), as a DreamConfig."""
     n = len(DREAM_LAYERS)
     weights, (step, octaves, scale, iterations, max_loss, reinject, size) = controls[:n], controls[n:]
     return deepdream.DreamConfig(layers={k: float(w) for k, w in zip(DREAM_LAYERS, weights)}, step=float(step),
@@ -190,7 +252,7 @@ def dream_config(*controls) -> deepdream.DreamConfig:
 
 
 def dream_loss_figure(octaves: list[dict]) -> Figure:
-    fig = Figure(figsize=(6.4, 2.6), dpi=90, layout="constrained")
+    fig = Figure(figsize=(6.4, 2.9), dpi=90, layout="constrained")
     ax = fig.add_subplot()
     start = 0
     for r in octaves:
@@ -200,25 +262,26 @@ def dream_loss_figure(octaves: list[dict]) -> Figure:
     ax.set_xlabel("gradient-ascent step (all octaves)")
     ax.set_ylabel("loss (1 per unit weight = the photo)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    fig.legend(loc="outside lower center", ncols=4, fontsize=8, frameon=False)
     return fig
 
 
-def save_png(img: np.ndarray, name: str) -> str:
-    widgets.EXPORTS.mkdir(parents=True, exist_ok=True)
-    path = widgets.EXPORTS / name
-    Image.fromarray(img).save(path)
-    return str(path)
+def _caption(cfg: deepdream.DreamConfig) -> str:
+    return (", ".join(f"{k} {v:g}" for k, v in cfg.layers.items() if v)
+            + f"; step {cfg.step:g}, {cfg.octaves}×{cfg.octave_scale:g}, {cfg.iterations} it")
 
 
 @friendly
-def run_dream(path, *controls):
-    """Stream one result per octave: (image, status, scrubber, octave images, loss plot, PNG file)."""
+def run_dream(image, *controls):
+    """Stream one result per octave: (image, status, octave scrubber, octave images, loss plot), then
+    the caption, provenance and PNG download of the final result."""
     cfg = dream_config(*controls)
     deepdream.check(cfg)
-    x, note = _image(path, "image", cfg.size)
+    x, note = _image(image, "image", cfg.size)
     frames, results = [], []
-    yield None, f"Dreaming: {note}; {cfg.octaves} octaves × {cfg.iterations} steps.", gr.update(), [], None, None
+    keep = [gr.update()] * 3
+    yield (None, f"Dreaming: {note}; {cfg.octaves} octaves × {cfg.iterations} steps.",
+           gr.update(choices=[], value=None, interactive=False), [], None, *keep)
     for r in deepdream.dream(x, cfg):
         results.append(r)
         frames.append(pretrained.to_uint8(r["image"]))
@@ -226,14 +289,20 @@ def run_dream(path, *controls):
         status = (f"Octave {r['octave']}/{cfg.octaves} at {r['shape'][1]}×{r['shape'][0]} px: loss "
                   f"{r['losses'][0] if r['losses'] else float('nan'):.2f} → "
                   f"{r['losses'][-1] if r['losses'] else float('nan'):.2f}{early}. {note}.")
-        yield (frames[-1], status, gr.update(maximum=len(frames), value=len(frames), interactive=len(frames) > 1),
-               frames, dream_loss_figure(results), None)
-    yield gr.update(), gr.update(), gr.update(), frames, gr.update(), save_png(frames[-1], "deepdream.png")
+        octaves = gr.update(choices=list(range(1, len(frames) + 1)), value=len(frames), interactive=True)
+        figure = dream_loss_figure(results)
+        yield frames[-1], status, octaves, frames, figure, *keep
+    record = parts.provenance("deepdream", None, **_source(image, "image"), **dict(zip(DREAM_CONTROLS, controls)))
+    h, w = frames[-1].shape[:2]
+    caption = f"{Path(image).name}, {w}×{h} px: {_caption(cfg)}"
+    yield (frames[-1], status + " Done.", octaves, frames, figure,
+           *parts.publish(frames[-1], record, caption, f"deepdream_{Path(image).stem}.png"))
 
 
 def scrub(frames, octave):
-    if not frames:
-        return None
+    """The result after one octave (1 = the smallest)."""
+    if not frames or octave is None:
+        return gr.update()
     i = int(octave) - 1
     if not 0 <= i < len(frames):
         raise gr.Error(f"Octave must be from 1 to {len(frames)}.")
@@ -244,26 +313,29 @@ def scrub(frames, octave):
 def randomise(seed):
     """New random layer weights from a seed (shown), then the seed moves on for the next click."""
     seed = widgets.seed_of(seed)
-    weights = deepdream.random_layers(torch.Generator().manual_seed(int(seed)))
-    return (*weights.values(), int(seed) + 1)
+    weights = deepdream.random_layers(seeded(seed))
+    return (*weights.values(), seed + 1)
+
+
+def _thumbnail(img: np.ndarray) -> np.ndarray:
+    im = Image.fromarray(img)
+    im.thumbnail((GALLERY_SIDE, GALLERY_SIDE))
+    return np.asarray(im)
 
 
 def save_config(gallery_state, frames, *controls):
-    """Keep the current result and its settings in this session's gallery."""
+    """Keep the current result (as a thumbnail) and its settings in this visitor's gallery."""
     if not frames:
         raise gr.Error("Dream first: the gallery keeps a result together with the settings that made it.")
     cfg = dream_config(*controls)
-    entry = {"image": frames[-1], "controls": [float(c) if not isinstance(c, bool) else c for c in controls],
-             "caption": ", ".join(f"{k} {v:g}" for k, v in cfg.layers.items() if v) +
-                        f"; step {cfg.step:g}, {cfg.octaves}×{cfg.octave_scale:g}, {cfg.iterations} it"}
-    gallery_state = (gallery_state or []) + [entry]
-    gallery_state = gallery_state[-MAX_GALLERY:]
+    entry = {"image": _thumbnail(frames[-1]),
+             "controls": [float(c) if not isinstance(c, bool) else c for c in controls], "caption": _caption(cfg)}
+    gallery_state = ((gallery_state or []) + [entry])[-MAX_GALLERY:]
     return gallery_state, [(e["image"], e["caption"]) for e in gallery_state], config_json(gallery_state)
 
 
 def config_json(gallery_state) -> str:
-    names = [*DREAM_LAYERS, "step", "octaves", "octave_scale", "iterations", "max_loss", "reinject", "size"]
-    return json.dumps([dict(zip(names, e["controls"])) for e in gallery_state], indent=1)
+    return json.dumps([dict(zip(DREAM_CONTROLS, e["controls"])) for e in gallery_state], indent=1)
 
 
 def restore_config(gallery_state, evt: gr.SelectData):
@@ -272,25 +344,7 @@ def restore_config(gallery_state, evt: gr.SelectData):
     return tuple(entry["controls"])
 
 
-# --- layout ---
-
 # --- CycleGAN ---
-
-def cycle_card(name: str) -> str:
-    if not name:
-        return "No CycleGAN checkpoint yet: train one below."
-    _, config, card = widgets.load(CYCLE, name)
-    m = card.get("metrics", {})
-    lines = [widgets.card_markdown(card),
-             f"Loss weights: validation {config.lambda_validation:g}, reconstruction {config.lambda_reconstr:g}, "
-             f"identity {config.lambda_id:g}"]
-    if "reconstruction_a" in m:
-        lines.append(f"Test set: cycle error (mean |x − x̂|) A {m['reconstruction_a']:.3f}, B {m['reconstruction_b']:.3f}; "
-                     f"identity error A {m['identity_a']:.3f}, B {m['identity_b']:.3f}; the MNIST classifier reads "
-                     f"**{m['b_to_a_digit_accuracy']:.0%}** of B→A translations right "
-                     f"({m['textured_input_accuracy']:.0%} of the textured inputs).")
-    return "  \n".join(lines)
-
 
 def _panel_rows(p: dict, d: str, o: str) -> np.ndarray:
     rows = torch.stack([p[d], p[f"{d}_to_{o}"], p[f"{d}_reconstructed"], p[f"{d}_identity"]], 1)
@@ -298,26 +352,28 @@ def _panel_rows(p: dict, d: str, o: str) -> np.ndarray:
 
 
 @friendly
-def cycle_translate(name, seed, n):
-    """The six-panel view for ``n`` held-out images of each domain, picked by ``seed``."""
-    model, config, _ = widgets.load(CYCLE, name)
-    n = int(n)
-    if not 1 <= n <= CYCLE_PANELS:
-        raise ValueError(f"Images per direction must be between 1 and {CYCLE_PANELS}; got {n}.")
-    g = seeded(int(seed))
-    ia, ib = torch.randperm(2_000, generator=g)[:n], torch.randperm(2_000, generator=g)[:n]
+def cycle_translate(checkpoint, seed, images_per_direction):
+    """The six-panel view for ``images_per_direction`` held-out images of each domain, picked by ``seed``."""
+    model, config, _ = widgets.load(CYCLE, checkpoint)
+    seed = widgets.seed_of(seed)
+    n = images_per_direction
+    if n is None or not 1 <= n <= CYCLE_PANELS or int(n) != n:
+        raise ValueError(f"Images per direction must be a whole number between 1 and {CYCLE_PANELS}; got {n}.")
+    g = seeded(seed)
+    ia, ib = torch.randperm(2_000, generator=g)[:int(n)], torch.randperm(2_000, generator=g)[:int(n)]
     p = cyclegan.six_panel(model, cyclegan.test_images(config.dataset, "a", ia),
                            cyclegan.test_images(config.dataset, "b", ib))
-    note = (f"Seed {int(seed)}: test images A {ia.tolist()}, B {ib.tolist()} ({name}). Columns: original, "
+    note = (f"Seed {seed}: test images A {ia.tolist()}, B {ib.tolist()} ({checkpoint}). Columns: original, "
             "translated, reconstructed (translated back), identity (fed to the generator of its own domain).")
     return _panel_rows(p, "a", "b"), _panel_rows(p, "b", "a"), note
 
 
-def cycle_initial(name, seed, n):
+@friendly
+def cycle_initial(checkpoint, seed, images_per_direction):
     """What the section shows on load or when the checkpoint changes (nothing without a checkpoint)."""
-    if not name:
+    if not checkpoint:
         return None, None, "Train a CycleGAN below to see translations."
-    return cycle_translate(name, seed, n)
+    return cycle_translate(checkpoint, seed, images_per_direction)
 
 
 def patch_figure(image: torch.Tensor, scores: torch.Tensor, title: str) -> Figure:
@@ -339,23 +395,24 @@ def patch_figure(image: torch.Tensor, scores: torch.Tensor, title: str) -> Figur
 
 
 @friendly
-def cycle_patches(name, source, index):
+def cycle_patches(checkpoint, judge, test_image):
     """The discriminator's real/fake verdict on each patch of one held-out (or translated) image."""
-    model, config, _ = widgets.load(CYCLE, name)
-    if source not in PATCH_SOURCES:
+    model, config, _ = widgets.load(CYCLE, checkpoint)
+    if judge not in PATCH_SOURCES:
         raise ValueError(f"Choose what to judge from {list(PATCH_SOURCES)}.")
-    if index is None:
-        raise ValueError("Enter a test image number.")
-    domain, translated = PATCH_SOURCES[source]
-    x = cyclegan.test_images(config.dataset, domain, [int(index)])
-    judge = domain
+    if test_image is None or int(test_image) != test_image:
+        raise ValueError(f"Test image must be a whole number from 0 to 1999; got {test_image}.")
+    index = int(test_image)
+    domain, translated = PATCH_SOURCES[judge]
+    x = cyclegan.test_images(config.dataset, domain, [index])
+    by = domain
     if translated:
-        judge = "b" if domain == "a" else "a"
+        by = "b" if domain == "a" else "a"
         with torch.no_grad():
-            x = model.translate(x, f"{domain}_to_{judge}")
-    scores = cyclegan.patch_map(model, x, judge)[0].cpu().numpy()
-    fig = patch_figure(x[0, 0].cpu().numpy(), scores, f"D_{judge.upper()}: each cell judges an 18×18 patch")
-    note = (f"D_{judge.upper()} scores {source}, test image {int(index)}: mean {scores.mean():.2f} "
+            x = model.translate(x, f"{domain}_to_{by}")
+    scores = cyclegan.patch_map(model, x, by)[0].cpu().numpy()
+    fig = patch_figure(x[0, 0].cpu().numpy(), scores, f"D_{by.upper()}: each cell judges an 18×18 patch")
+    note = (f"D_{by.upper()} scores {judge}, test image {index}: mean {scores.mean():.2f} "
             f"(least-squares targets: 1 real, 0 fake); {int((scores > 0.5).sum())} of 49 patches look real.")
     return widgets.figure_to_array(fig), note
 
@@ -365,26 +422,31 @@ def identity_off():
     return 0.0
 
 
-@friendly
-def cycle_train_start(steps, batch, lam_v, lam_r, lam_id, lr, run_name, current):
-    config = cyclegan.FAMILY.config("cpu", steps=int(steps), batch_size=int(batch), lambda_validation=float(lam_v),
-                                    lambda_reconstr=float(lam_r), lambda_id=float(lam_id), lr=float(lr))
-    job = JOBS.start(CYCLE, (run_name or "").strip(), config)
-    yield from stream(job, CYCLE, CYCLE_LOSSES, current, render=_train_preview)
-
-
-@friendly
-def cycle_train_resume(run_name, steps, current):
-    job = JOBS.resume(CYCLE, run_name, steps)
-    yield from stream(job, CYCLE, CYCLE_LOSSES, current, render=_train_preview)
+def cycle_config(validation_weight, reconstruction_weight, identity_weight, *, steps, batch_size, lr):
+    """The shipped checkpoint's architecture (the ``cpu`` preset) with the Train section's settings."""
+    return cyclegan.FAMILY.config("cpu", steps=steps, batch_size=batch_size, lr=lr,
+                                  lambda_validation=float(validation_weight),
+                                  lambda_reconstr=float(reconstruction_weight), lambda_id=float(identity_weight))
 
 
 def _train_preview(images) -> np.ndarray:
     return widgets.mosaic(images, 4, pad=2, scale=3)
 
 
-def build(page):
-    demo = page.demo
+# --- layout ---
+
+def image_picker(path: str, label: str, elem_id: str) -> gr.File:
+    """An image upload the studio reads itself (Gradio decodes nothing, so a bad file gets a message),
+    with the picture shown under it."""
+    with gr.Column(min_width=220):
+        file = gr.File(value=path, label=label, type="filepath", file_types=["image"], height=90, elem_id=elem_id)
+        shown = gr.Image(value=path, label=f"{label} (as read)", format="png", interactive=False, height=200,
+                         show_label=False, buttons=[])
+    file.change(show_upload, file, shown, api_name=False, show_progress="hidden")
+    return file
+
+
+def build(page: parts.Page):
     gr.Markdown("Two ways to paint with a fixed ImageNet network: **style transfer** optimises an image so "
                 "its deep features match a content photo and its feature correlations (Gram matrices) match a "
                 "painting; **DeepDream** changes an image to excite chosen layers. (Chollet ch. 12, Foster ch. 5; "
@@ -392,14 +454,13 @@ def build(page):
     with gr.Column():
         with gr.Accordion("Style transfer", open=True):
             with gr.Row():
-                content = gr.Image(value=bundled("chelsea"), type="filepath", label="Content image",
-                                   height=220, elem_id="paint-content")
-                style = gr.Image(value=bundled("starry_night"), type="filepath", label="Style image",
-                                 height=220, elem_id="paint-style")
+                content = image_picker(bundled("chelsea"), "Content image", "paint-content")
+                style = image_picker(bundled("starry_night"), "Style image", "paint-style")
                 with gr.Column():
-                    preset = gr.Dropdown(list(PRESETS), value="Studio (short runs)", label="Presets (and the books' values)")
+                    preset = gr.Dropdown(list(PRESETS), value="Studio (short runs)",
+                                         label="Presets (and the books' values)")
                     preset_btn = gr.Button("Apply preset")
-                    seed = gr.Number(value=0, precision=0, label="Seed (noise start)")
+                    seed = widgets.seed_box(label="Seed (noise start)")
             gr.Examples([[bundled("chelsea"), bundled("starry_night")], [bundled("china"), bundled("starry_night")],
                          [bundled("squirrel"), bundled("butterfly")], [bundled("coffee"), bundled("flower")]],
                         [content, style], label="Bundled pairs")
@@ -415,43 +476,45 @@ def build(page):
                 for name in STYLE_LAYERS:
                     with gr.Column(min_width=120):
                         checks.append(gr.Checkbox(value=True, label=name))
-                        weights.append(gr.Slider(0, 5, value=1.0, step=0.1, label="weight", show_label=False))
+                        weights.append(gr.Slider(0, 5, value=1.0, step=0.1, label=f"{name} weight",
+                                                 show_label=False))
                 decay = gr.Slider(0.25, 4, value=1.0, step=0.05, label="Decay per layer")
             with gr.Row():
-                size = gr.Slider(64, 512, value=256, step=32, label="Output size (long side, px)")
-                preview = gr.Dropdown([0, 64, 96, 128], value=96, label="Preview size (0 = none)")
+                # small defaults so a first result comes in seconds on two CPU cores; raise them for quality
+                size = gr.Slider(64, 512, value=128, step=32, label="Output size (long side, px)")
+                preview = gr.Dropdown([0, 64, 96, 128], value=64, label="Preview size (0 = none)")
                 start = gr.Radio(list(STARTS), value="content image", label="Start from")
                 optimizer = gr.Radio(list(OPTIMIZERS), value="Adam", label="Optimizer")
             with gr.Row():
                 lr = gr.Slider(0.5, 20, value=5, step=0.5, label="Adam step (pixel levels)")
-                steps = gr.Slider(0, 500, value=60, step=5, label="Steps at full size")
-                preview_steps = gr.Slider(0, 100, value=20, step=5, label="Preview steps")
+                steps = gr.Slider(0, 500, value=30, step=5, label="Steps at full size")
+                preview_steps = gr.Slider(0, 100, value=10, step=5, label="Preview steps")
                 run_btn = gr.Button("Stylise", variant="primary", elem_id="paint-stylise")
                 cancel_btn = gr.Button("Cancel", variant="stop")
-            st_status = gr.Markdown(elem_id="paint-status")
+            st_status = gr.Markdown(label="Status", elem_id="paint-status")
             with gr.Row():
                 result = gr.Image(label="Result (streams as it optimises)", format="png", interactive=False,
                                   buttons=["download"], elem_id="paint-result", height=360)
                 curves = gr.Plot(label="Loss split", show_label=False)
+            st_out = parts.output_panel()
             with gr.Row():
                 fast_strength = gr.Slider(0, 1, value=1.0, step=0.05, label="Preview style strength")
                 fast_keep = gr.Checkbox(value=False, label="Keep the photo's colours")
                 fast_btn = gr.Button("Instant preview (feed-forward network)", elem_id="paint-fast")
-            fast_status = gr.Markdown(fast_style.missing() or "")
+            fast_status = gr.Markdown(fast_style.missing() or "", label="Instant preview note")
             fast_img = gr.Image(label="Instant preview (Ghiasi et al. 2017, one forward pass)", format="png",
                                 interactive=False, buttons=["download"], height=300)
             with gr.Row():
                 gram_layer = gr.Dropdown(STYLE_LAYERS, value="block2_conv1", label="Gram matrices at layer")
                 gram_channels = gr.Slider(8, 128, value=32, step=8, label="Channels shown")
                 gram_btn = gr.Button("Show Gram matrices")
-            gram_note = gr.Markdown()
-            gram_plot = gr.Plot(show_label=False)
-            st_state = gr.State(None)
+            gram_note = gr.Markdown(label="Gram distances")
+            gram_plot = gr.Plot(label="Gram matrices", show_label=False)
+            st_state = parts.visitor_state()
 
         with gr.Accordion("DeepDream", open=True):
             with gr.Row():
-                d_image = gr.Image(value=bundled("china"), type="filepath", label="Image", height=240,
-                                   elem_id="paint-dream-image")
+                d_image = image_picker(bundled("china"), "Image", "paint-dream-image")
                 with gr.Column():
                     gr.Markdown("**Layer weights** (EfficientNet-Lite0 stages; the book's mixed4–7 ≈ stages 3–6)")
                     d_weights = [gr.Slider(0, 5, value=deepdream.BOOK_LAYERS.get(name, 0.0), step=0.1, label=name)
@@ -467,44 +530,41 @@ def build(page):
                 d_max = gr.Slider(0, 60, value=15, step=0.5, label="Max loss (0 = no limit)")
                 d_reinject = gr.Checkbox(value=True, label="Detail reinjection")
                 d_size = gr.Slider(64, 768, value=320, step=32, label="Size (long side, px)")
-                d_seed = gr.Number(value=0, precision=0, label="Randomise seed")
+                d_seed = widgets.seed_box(label="Randomise seed")
             with gr.Row():
                 d_run = gr.Button("Dream", variant="primary", elem_id="paint-dream")
                 d_cancel = gr.Button("Cancel", variant="stop")
                 d_random = gr.Button("Randomise layer settings")
                 d_save = gr.Button("Save configuration to gallery")
-            d_status = gr.Markdown(elem_id="paint-dream-status")
+            d_status = gr.Markdown(label="Status", elem_id="paint-dream-status")
             with gr.Row():
                 with gr.Column():
                     d_result = gr.Image(label="Dream", format="png", interactive=False, buttons=["download"],
                                         elem_id="paint-dream-result", height=380)
-                    d_scrub = gr.Slider(1, 3, value=1, step=1, label="Octave (scrub)", interactive=False)
-                    d_png = gr.File(label="PNG (full size)", height=80)
-                d_curve = gr.Plot(show_label=False)
+                    # a radio, not a slider: one octave is a valid run, and a slider cannot span 1 to 1
+                    d_scrub = gr.Radio([], value=None, label="Octave (scrub)", interactive=False,
+                                       elem_id="paint-dream-octave")
+                d_curve = gr.Plot(label="Loss per octave", show_label=False)
+            d_out = parts.output_panel()
             d_gallery = gr.Gallery(label="Saved configurations (click one to restore its settings)", columns=6,
                                    height=240, elem_id="paint-gallery")
             d_json = gr.Code(label="Saved configurations as JSON", language="json", lines=4)
-            d_frames = gr.State([])
-            d_saved = gr.State([])
+            d_frames = parts.visitor_state([])
+            d_saved = parts.visitor_state([])
 
         with gr.Accordion("CycleGAN", open=True):
-            cg_choices = widgets.checkpoint_choices(CYCLE)
-            cg_names = [v for _, v in cg_choices]
             gr.Markdown("CycleGAN (Foster ch. 5) learns to translate between two domains with **no paired "
                         "examples**: A = plain MNIST digits, B = other digits blended onto patches of the bundled "
                         "photos (MNIST-M style). Generators G_AB and G_BA are small ResNets; PatchGAN "
                         "discriminators D_A and D_B judge each patch. The generators minimise validation "
                         "(fool D) + reconstruction (A→B→A gives A back) + identity (leave own-domain images alone).")
+            header = parts.checkpoint_header(page, CYCLE, "cyclegan_mnist", "paint-cyclegan")
+            cg_ckpt = header.dropdown
             with gr.Row():
-                cg_ckpt = gr.Dropdown(cg_choices, value="cyclegan_mnist" if "cyclegan_mnist" in cg_names
-                                      else (cg_names[0] if cg_names else None), label="Checkpoint", scale=2,
-                                      elem_id="paint-cyclegan-checkpoint")
-                cg_card = gr.Markdown()
-            with gr.Row():
-                cg_seed = gr.Number(value=0, precision=0, label="Seed (which test images)")
+                cg_seed = widgets.seed_box(label="Seed (which test images)")
                 cg_n = gr.Slider(1, CYCLE_PANELS, value=4, step=1, label="Images per direction")
                 cg_go = gr.Button("Translate", variant="primary", elem_id="paint-cyclegan-translate")
-            cg_note = gr.Markdown()
+            cg_note = gr.Markdown(label="Which test images")
             with gr.Row():
                 cg_ab = gr.Image(label="A → B: original | translated | reconstructed | identity", format="png",
                                  interactive=False, buttons=["download"], elem_id="paint-cyclegan-ab")
@@ -514,63 +574,52 @@ def build(page):
                         "overlapping patch, rather than one number for the whole image.")
             with gr.Row():
                 cg_source = gr.Dropdown(list(PATCH_SOURCES), value="A→B translation (judged as B)", label="Judge")
-                cg_index = gr.Number(value=0, precision=0, label="Test image (0–1999)")
+                cg_index = gr.Number(value=0, precision=None, label="Test image (0–1999)")
                 cg_judge = gr.Button("Show patch map")
-            cg_patch_note = gr.Markdown()
+            cg_patch_note = gr.Markdown(label="Patch verdict")
             cg_patch = gr.Image(label="Patch map", format="png", interactive=False)
-            gr.Markdown("**Train** a CycleGAN here (the shipped checkpoint's architecture). On one CPU core a step "
-                        "at batch 16 takes about 0.7 s; a few hundred steps already change the texture, 3,000 "
-                        "(about 35 minutes) give the shipped checkpoint. The preview is the six-panel view of 4 "
-                        "fixed test images each way.")
-            with gr.Row():
-                t_lv = gr.Slider(0, 10, value=1.0, step=0.5, label="Validation (adversarial) weight")
-                t_lr_ = gr.Slider(0, 50, value=10.0, step=0.5, label="Reconstruction (cycle) weight")
+            with parts.TrainPanel(header, "Train a CycleGAN here (the shipped checkpoint's architecture). On one "
+                                  "CPU core a step at batch 16 takes about 0.7 s; a few hundred steps already change "
+                                  "the texture, 3,000 (about 35 minutes) give the shipped checkpoint. The preview is "
+                                  "the six-panel view of 4 fixed test images each way.",
+                                  steps_default=300, batches=(1, 4, 8, 16, 32), batch_default=16, lr_default=2e-4,
+                                  run_name="my_cyclegan", elem_id="paint-cyclegan-train",
+                                  preview=lambda: gr.Image(label="Six-panel preview (rows: 4 A images, then 4 B "
+                                                           "images)", format="png", interactive=False)) as train:
+                t_lv = gr.Slider(0, 10, value=1.0, step=0.5, label="Validation weight (adversarial)")
+                t_lr_ = gr.Slider(0, 50, value=10.0, step=0.5, label="Reconstruction weight (cycle)")
                 t_li = gr.Slider(0, 20, value=2.0, step=0.5, label="Identity weight")
                 t_id_off = gr.Button("Identity off (ablation)")
-            with gr.Row():
-                cg_steps = gr.Slider(10, 20000, value=300, step=10, label="Steps")
-                cg_batch = gr.Dropdown([1, 4, 8, 16, 32], value=16, label="Batch size")
-                cg_lr = gr.Number(value=2e-4, label="Learning rate")
-                cg_name = gr.Textbox(value="my_cyclegan", label="Run name")
-            with gr.Row():
-                cg_start = gr.Button("Start", variant="primary")
-                cg_resume = gr.Button("Resume")
-                cg_cancel = gr.Button("Cancel", variant="stop")
-            cg_status = gr.Markdown()
-            with gr.Row():
-                cg_curves = gr.Plot(show_label=False)
-                cg_preview = gr.Image(label="Six-panel preview (rows: 4 A images, then 4 B images)", format="png",
-                                      interactive=False)
 
     st_controls = [cw, sw, tvw, content_layer, *checks, *weights, decay, size, preview, start, optimizer, lr,
                    steps, preview_steps]
-    run_ev = run_btn.click(stylise, [content, style, seed, *st_controls], [result, curves, st_status, st_state],
-                           show_progress_on=[st_status], api_name="stylise")
+    images = {"content_image": "digit.png", "style_image": "digit.png"}
+    run_ev = page.action(run_btn.click, stylise, [content, style, seed, *st_controls],
+                         [result, curves, st_status, st_state, *st_out.outputs], api_name="paint_stylise",
+                         names=["content_image", "style_image", "seed", *ST_CONTROLS], example=images,
+                         show_progress_on=[st_status])
     cancel_btn.click(None, None, None, cancels=[run_ev], api_name=False)
-    fast_btn.click(fast_preview, [content, style, fast_strength, fast_keep, size], [fast_img, fast_status],
-                   show_progress_on=[fast_status], api_name="fast_preview")
+    page.action(fast_btn.click, fast_preview, [content, style, fast_strength, fast_keep, size],
+                [fast_img, fast_status], api_name="paint_fast_preview", example=images,
+                show_progress_on=[fast_status])
     preset_btn.click(apply_preset, preset, [cw, sw, tvw, decay, optimizer, lr], api_name=False)
     gram_btn.click(show_gram, [st_state, gram_layer, gram_channels], [gram_plot, gram_note], api_name=False)
 
     d_controls = [*d_weights, d_step, d_octaves, d_scale, d_iters, d_max, d_reinject, d_size]
-    dream_ev = d_run.click(run_dream, [d_image, *d_controls], [d_result, d_status, d_scrub, d_frames, d_curve, d_png],
-                           show_progress_on=[d_status], api_name="deepdream")
+    dream_ev = page.action(d_run.click, run_dream, [d_image, *d_controls],
+                           [d_result, d_status, d_scrub, d_frames, d_curve, *d_out.outputs],
+                           api_name="paint_deepdream", names=["image", *DREAM_CONTROLS],
+                           example={"image": "digit.png"}, show_progress_on=[d_status])
     d_cancel.click(None, None, None, cancels=[dream_ev], api_name=False)
-    d_scrub.change(scrub, [d_frames, d_scrub], d_result, api_name=False, show_progress="hidden")
+    d_scrub.input(scrub, [d_frames, d_scrub], d_result, api_name=False, show_progress="hidden")
     d_random.click(randomise, d_seed, [*d_weights, d_seed], api_name=False)
     d_save.click(save_config, [d_saved, d_frames, *d_controls], [d_saved, d_gallery, d_json], api_name=False)
     d_gallery.select(restore_config, d_saved, d_controls, api_name=False)
 
-    for event in (cg_ckpt.change, demo.load):
-        event(friendly(cycle_card), cg_ckpt, cg_card, api_name=False)
-        event(cycle_initial, [cg_ckpt, cg_seed, cg_n], [cg_ab, cg_ba, cg_note], api_name=False)
-    cg_go.click(cycle_translate, [cg_ckpt, cg_seed, cg_n], [cg_ab, cg_ba, cg_note], show_progress_on=[cg_note],
-                api_name="cyclegan")
-    cg_judge.click(cycle_patches, [cg_ckpt, cg_source, cg_index], [cg_patch, cg_patch_note],
-                   show_progress_on=[cg_patch_note], api_name=False)
+    header.then(cycle_initial, [cg_ckpt, cg_seed, cg_n], [cg_ab, cg_ba, cg_note])
+    page.action(cg_go.click, cycle_translate, [cg_ckpt, cg_seed, cg_n], [cg_ab, cg_ba, cg_note],
+                api_name="cyclegan_translate", show_progress_on=[cg_note])
+    page.action(cg_judge.click, cycle_patches, [cg_ckpt, cg_source, cg_index], [cg_patch, cg_patch_note],
+                api_name="cyclegan_patch_map", show_progress_on=[cg_patch_note])
     t_id_off.click(identity_off, None, t_li, api_name=False)
-    cg_start.click(cycle_train_start, [cg_steps, cg_batch, t_lv, t_lr_, t_li, cg_lr, cg_name, cg_ckpt],
-                   [cg_status, cg_curves, cg_preview, cg_ckpt], show_progress_on=[cg_status], api_name=False)
-    cg_resume.click(cycle_train_resume, [cg_name, cg_steps, cg_ckpt], [cg_status, cg_curves, cg_preview, cg_ckpt],
-                    show_progress_on=[cg_status], api_name=False)
-    cg_cancel.click(JOBS.cancel, None, cg_status, api_name=False)
+    train.wire(page, cycle_config, [t_lv, t_lr_, t_li], CYCLE_LOSSES, render=_train_preview, api_prefix="cyclegan")
