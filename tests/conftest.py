@@ -14,7 +14,11 @@ def user_dir(tmp_path, monkeypatch):
     monkeypatch.setattr(training, "STATE", tmp_path / "state")
     monkeypatch.setattr(parts, "UPLOADS", tmp_path / "uploads")
     monkeypatch.setattr(jobs, "JOBS", jobs.Jobs())
-    return tmp_path / "checkpoints"
+    yield tmp_path / "checkpoints"
+    job = jobs.JOBS.current  # a run a failing test left behind must not train on into the next test
+    if job is not None and job.running:
+        job.cancel.set()
+        job.thread.join(60)
 
 
 @pytest.fixture(scope="session")

@@ -68,6 +68,8 @@ def _example_value(value, tmp: Path):
 
 def _check_kind(value, component: str) -> str | None:
     """None when ``value`` is a proper output of ``component``, else what is wrong."""
+    if isinstance(value, dict) and value.get("__type__") == "update":  # new props: check the value sent
+        value = value.get("value")
     if value is None:
         return None  # an output an action leaves alone
     if component in ("Image", "AnnotatedImage"):
