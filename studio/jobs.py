@@ -53,6 +53,7 @@ class Job:
     error: str | None = None
     thread: threading.Thread | None = None
     marks: list = field(default_factory=list)  # (step, what changed), drawn on the curves
+    keep: dict = field(default_factory=dict)  # what a tab keeps with this run (e.g. the previews for a replay)
     _pending: dict = field(default_factory=dict)  # live changes waiting for the next step
     _lock: threading.Lock = field(default_factory=threading.Lock)
 

@@ -193,6 +193,7 @@ class TrainPanel:
     batches: tuple = (32, 64, 128, 256)
     batch_default: int = 128
     lr_default: float = 1e-3
+    lr_label: str = "Learning rate"  # e.g. "G learning rate" when the family has one per network
     run_name: str = "my_run"
     preview: Callable[[], object] | None = None  # makes the preview component(s); default one image
     elem_id: str = "train"
@@ -217,7 +218,7 @@ class TrainPanel:
         with gr.Row():
             self.steps = gr.Slider(10, self.steps_max, value=self.steps_default, step=10, label="Steps")
             self.batch = gr.Dropdown(list(self.batches), value=self.batch_default, label="Batch size")
-            self.lr = gr.Number(value=self.lr_default, label="Learning rate")
+            self.lr = gr.Number(value=self.lr_default, label=self.lr_label)
             self.name = gr.Textbox(value=self.run_name, label="Run name", elem_id=f"{self.elem_id}-name")
         with gr.Row():
             self.start = gr.Button("Start", variant="primary", elem_id=f"{self.elem_id}-start")
@@ -233,7 +234,7 @@ class TrainPanel:
                                                                  interactive=False)
             self.previews = list(made) if isinstance(made, (list, tuple)) else [made]
         self.import_file = gr.File(label="Import a checkpoint (.safetensors)", type="filepath")
-        self.import_note = gr.Markdown()
+        self.import_note = gr.Markdown(label="Import")
 
     def wire(self, page: Page, config: Callable, inputs: list, keys: list[str], render: Callable | None = None,
              api_prefix: str | None = None, extra_outputs: list | None = None, extra: Callable | None = None,

@@ -32,7 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.core.family import Family, check_range, device_of
+from models.core.family import Family, check_range, device_of, seeded
+from models.image import vae
 
 CLASSES = 10
 LOSSES = ("bce", "wgan-gp")
@@ -235,16 +236,23 @@ def train_step(model: GAN, batch, config: GANConfig, opts: dict) -> dict:
 LIVE = ("loss", "critic_steps", "gp_weight", "label_smoothing", "label_noise", "lr_d", "lr_g")
 
 
-def switch(config: GANConfig, **changes) -> list[str]:
-    """Change the settings a running training reads at every step (those in ``LIVE``), in place, after
-    validating them. Returns what changed, e.g. ``["loss bce → wgan-gp"]``."""
+def check_switch(config: GANConfig, changes: dict) -> list[str]:
+    """Validate live setting ``changes`` against ``config`` without touching it; returns what would
+    change, e.g. ``["loss bce → wgan-gp"]``. Only the settings in ``LIVE`` may change mid-run."""
     from models.core.family import make_config
 
     bad = sorted(set(changes) - set(LIVE))
     if bad:
         raise ValueError(f"Only {LIVE} can change while training; not {bad}.")
     make_config(GANConfig, {**config.__dict__, **changes})  # validates the combination
-    done = [f"{k} {getattr(config, k)} → {v}" for k, v in changes.items() if getattr(config, k) != v]
+    return [f"{k} {getattr(config, k)} → {v}" for k, v in changes.items() if getattr(config, k) != v]
+
+
+def switch(config: GANConfig, changes: dict) -> list[str]:
+    """Apply live setting ``changes`` to the config a running training reads at every step, all or
+    nothing, after validating them; returns what changed. This is the ``apply`` a training run calls
+    between two steps (``studio.jobs.Job.between_steps``), so a step never sees half of a change."""
+    done = check_switch(config, changes)
     for k, v in changes.items():
         setattr(config, k, v)
     return done
@@ -302,6 +310,51 @@ def preview(model: GAN, generator: torch.Generator) -> torch.Tensor:
     """The fixed-noise grid shown while training: 16 images, classes 0-9 then 0-5 when conditional."""
     labels = torch.arange(16) % CLASSES if model.conditional else None
     return next(sample(model, 16, generator=generator, labels=labels))
+
+
+MAX_GRID_SEEDS = 12  # columns of the class × seed grid
+
+
+def class_grid(model: GAN, first_seed: int, seeds: int, temperature: float = 1.0) -> torch.Tensor:
+    """Rows: the classes 0-9; columns: seeds ``first_seed`` … ``first_seed + seeds - 1``. One z per
+    column (drawn from that seed), so a column shows one "style" across every class. Returns
+    (10 · seeds, 1, 28, 28), row by row."""
+    if not model.conditional:
+        raise ValueError("The class × seed grid needs a class-conditional checkpoint (gan_mnist or gan_fashion).")
+    check_range("Seeds per class", seeds, 1, MAX_GRID_SEEDS)
+    check_range("temperature", temperature, 0.0, 3.0)
+    z = torch.cat([noise(1, model.latent_dim, seeded(first_seed + j), temperature) for j in range(seeds)])
+    labels = torch.arange(CLASSES).repeat_interleave(seeds)
+    return generate(model, z.repeat(CLASSES, 1), labels)
+
+
+def latent_path(latent_dim: int, seed_a: int, seed_b: int, steps: int, method: str = "spherical") -> torch.Tensor:
+    """(steps, latent_dim) codes from z_a to z_b, each z ~ N(0, I) drawn from its seed: any model with
+    this prior (this GAN, the VAE) walks between the same two end points for the same two seeds."""
+    return vae.interpolate(noise(1, latent_dim, seeded(seed_a))[0], noise(1, latent_dim, seeded(seed_b))[0], steps,
+                       method)
+
+
+def interpolation(model: GAN, seed_a: int, seed_b: int, steps: int, method: str = "spherical",
+                  label: int | None = None) -> tuple[torch.Tensor, int | None]:
+    """Images (steps, 1, 28, 28) along :func:`latent_path`, and the class they keep: ``label``, or for a
+    conditional model without one, a class drawn from ``seed_a`` (the same seed, the same walk)."""
+    z = latent_path(model.latent_dim, seed_a, seed_b, steps, method)
+    if model.conditional and label is None:
+        label = int(torch.randint(0, CLASSES, (1,), generator=seeded(seed_a)))
+    return generate(model, z, None if label is None else [label] * steps), label
+
+
+def path_smoothness(images) -> dict:
+    """How evenly a sequence of images changes (an interpolation): ``mean_step`` is the mean L2 pixel
+    distance between neighbours, ``largest_over_mean`` the largest step over that mean (1 = every step
+    changes as much; large = the picture jumps somewhere, as when a walk crosses between modes)."""
+    x = torch.as_tensor(images, dtype=torch.float32)
+    if len(x) < 2:
+        raise ValueError(f"Smoothness needs at least 2 images; got {len(x)}.")
+    d = (x[1:] - x[:-1]).flatten(1).norm(dim=1)
+    mean = d.mean()
+    return {"mean_step": float(mean), "largest_over_mean": float(d.max() / mean.clamp_min(1e-9))}
 
 
 @torch.no_grad()
@@ -387,6 +440,27 @@ def checkerboard(how: str, layers: int = 1, size: int = 6) -> torch.Tensor:
     return x / x.median()
 
 
+def checkerboards(layers: int = 1, size: int = 6) -> dict:
+    """Every upsampling's :func:`checkerboard`, with the range inside the border: ``how -> (output,
+    inside min, inside max)``. Border pixels see fewer patches whatever the method, so an even method
+    is 1 everywhere inside and an uneven one is not."""
+    m = 2 ** int(layers)
+    out = {}
+    for how in UPSAMPLINGS:
+        x = checkerboard(how, layers, size)
+        inner = x[m:-m, m:-m]
+        out[how] = (x, float(inner.min()), float(inner.max()))
+    return out
+
+
+
+def card_lines(metrics: dict) -> list[str]:
+    """The card's line about the held-out check in :func:`evaluate`."""
+    if "d_on_real_test" not in metrics:
+        return []
+    return [f"D's belief that an image is real: {metrics['d_on_real_test']:.2f} on held-out real images, "
+            f"{metrics['d_on_fake']:.2f} on fakes (both near 0.5 would mean it can no longer tell them apart)"]
+
 
 def describe(cfg: dict) -> str:
     return ", ".join([f"{cfg.get('loss', 'bce')} loss"] + (["class-conditional"] if cfg.get("conditional") else []))
@@ -401,6 +475,7 @@ FAMILY = Family(
     sample=sample,
     evaluate=evaluate,
     describe=describe,
+    card_lines=card_lines,
     presets=PRESETS,
     optimizers=optimizers,
     preview=preview,

@@ -20,8 +20,8 @@ finite). Everything is seeded: a lab replays exactly from its seed.
 """
 from __future__ import annotations
 
-import contextlib
 import math
+import threading
 from dataclasses import dataclass, field
 
 import torch
@@ -72,12 +72,24 @@ def check_points(points) -> torch.Tensor:
     return pts
 
 
-def mlp(n_in: int, hidden: int, layers: int, n_out: int) -> nn.Sequential:
+def mlp(n_in: int, hidden: int, layers: int, n_out: int, generator: torch.Generator) -> nn.Sequential:
+    """An MLP with LeakyReLU(0.2), initialised as PyTorch initialises ``nn.Linear`` (Kaiming-uniform
+    weights, uniform biases) but drawing from ``generator``: building a lab never touches the global RNG
+    that training elsewhere in the process draws from."""
     mods, width = [], n_in
-    for _ in range(layers):
-        mods += [nn.Linear(width, hidden), nn.LeakyReLU(0.2)]
-        width = hidden
-    return nn.Sequential(*mods, nn.Linear(width, n_out))
+    with torch.device("meta"):  # no weights (and no random draws) until initialised below
+        for _ in range(layers):
+            mods += [nn.Linear(width, hidden), nn.LeakyReLU(0.2)]
+            width = hidden
+        net = nn.Sequential(*mods, nn.Linear(width, n_out))
+    net = net.to_empty(device="cpu")
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.kaiming_uniform_(m.weight, a=math.sqrt(5), generator=generator)
+                bound = 1 / math.sqrt(m.in_features)
+                nn.init.uniform_(m.bias, -bound, bound, generator=generator)
+    return net
 
 
 @dataclass
@@ -123,21 +135,24 @@ class Lab:
     marks: list = field(default_factory=list)  # (step, what changed) for the curves
 
 
-def make_lab(config: LabConfig | None = None, points=None, **overrides) -> Lab:
-    """A fresh lab: networks initialised from the config's seed."""
+def make_lab(config: LabConfig | None = None, points=None, generator: torch.Generator | None = None,
+             **overrides) -> Lab:
+    """A fresh lab. ``generator`` (default: one seeded from the config's seed) initialises both networks
+    and then draws all of the lab's training randomness, so a lab replays exactly from its seed and
+    never uses or changes the global RNG."""
     config = config or LabConfig()
     if overrides:
         config = LabConfig(**{**config.__dict__, **overrides})
     config.validate()
     if config.dataset == "drawn":
         points = check_points(points)
-    torch.manual_seed(config.seed)
-    G = mlp(2, config.hidden, config.layers, 2)
-    D = mlp(2, config.hidden, config.layers, 1)
+    g = generator if generator is not None else torch.Generator().manual_seed(config.seed)
+    G = mlp(2, config.hidden, config.layers, 2, g)
+    D = mlp(2, config.hidden, config.layers, 1, g)
     return Lab(config, G, D,
                torch.optim.Adam(D.parameters(), lr=config.lr_d, betas=(0.5, 0.9)),
                torch.optim.Adam(G.parameters(), lr=config.lr_g, betas=(0.5, 0.9)),
-               torch.Generator().manual_seed(config.seed), points)
+               g, points)
 
 
 def set_loss(lab: Lab, loss: str) -> None:
@@ -228,25 +243,18 @@ def train_step(lab: Lab, train_d: bool = True, train_g: bool = True) -> dict:
     return row
 
 
-@contextlib.contextmanager
-def one_thread():
-    """Run on one CPU thread: networks this small spend longer synchronising threads than computing
-    (on a busy 2-core machine, 2 threads made a step 30× slower)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
-
-
-def run(lab: Lab, steps: int, train_d: bool = True, train_g: bool = True) -> dict:
-    """``steps`` training steps on one thread; returns the last step's row."""
+def run(lab: Lab, steps: int, train_d: bool = True, train_g: bool = True,
+        cancel: threading.Event | None = None) -> dict:
+    """Up to ``steps`` training steps, fewer when ``cancel`` is set meanwhile (a paused Play); returns
+    the last step's row. Leaves process settings alone: networks this small run fastest on one CPU
+    thread, but ``torch.set_num_threads`` would change it for everyone in the process, so that choice
+    belongs to whoever starts the process."""
     check_range("steps", steps, 1, 100_000)
     row = {}
-    with one_thread():
-        for _ in range(steps):
-            row = train_step(lab, train_d, train_g)
+    for _ in range(steps):
+        if cancel is not None and cancel.is_set():
+            break
+        row = train_step(lab, train_d, train_g)
     return row
 
 

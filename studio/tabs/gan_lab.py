@@ -1,24 +1,32 @@
 """The GAN Lab tab: a GAN on toy 2-D data that you can play, pause and step, train one side at a
 time, switch loss or learning rates while it runs, and watch from every angle: real and fake points,
 the discriminator's heatmap, the generator's warped noise grid, the push on each fake, and the
-losses with KL/JS curves."""
+losses with KL/JS curves.
+
+Each visitor's lab lives in their own gr.State (a :class:`Session`) and draws its randomness from its
+own torch.Generator: nothing here touches the global RNG or the process's thread settings.
+"""
 from __future__ import annotations
 
+import threading
 import time
+from dataclasses import dataclass, field
 
 import gradio as gr
 import numpy as np
 from matplotlib.figure import Figure
 
 from models.image import gan2d
-from studio import widgets
+from studio import parts, widgets
 from studio.widgets import friendly
 
 TITLE = "GAN Lab"
 CANVAS_PX = 320  # the drawing canvas is CANVAS_PX square and maps linearly onto [-EXTENT, EXTENT]²
 FRAME_S = 0.15  # at most this often a frame while playing
 MAX_PLAY_STEPS = 20_000  # a play run stops by itself after this many steps
+STOP_WAIT_S = 5.0  # Pause waits at most this long for the Play loop to end
 VIEWS = ["D heatmap", "noise grid", "fake gradients", "real points", "fake points"]
+STEPS = {"both": (True, True), "D": (True, False), "G": (False, True)}  # which networks a click trains
 
 
 # --- drawing ---
@@ -61,19 +69,61 @@ def clear_points():
 
 # --- the lab ---
 
-@friendly
-def reset(dataset, loss, lr_d, lr_g, hidden, layers, seed, points):
-    """A fresh lab with the chosen settings (a drawn distribution needs enough points)."""
-    seed = widgets.seed_of(seed)
-    lab = gan2d.make_lab(gan2d.LabConfig(dataset=dataset, loss=loss, lr_d=float(lr_d), lr_g=float(lr_g),
-                                         hidden=int(hidden), layers=int(layers), seed=int(seed)), points=points)
-    lab.history.append({"step": 0, **gan2d.divergences(lab)})
-    return (lab, *views(lab, VIEWS), f"New lab: {dataset}, {loss} loss, seed {int(seed)}. Press Play or Step.")
+@dataclass
+class Player:
+    """One Play loop: Pause, Reset or another Play sets ``stop``; the loop sets ``done`` once it has ended."""
+
+    stop: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event = field(default_factory=threading.Event)
 
 
-def _need(lab):
-    if lab is None:
+@dataclass
+class Session:
+    """One visitor's lab, kept in their gr.State: the 2-D GAN (whose own torch.Generator draws all its
+    randomness), a lock so one training chunk runs at a time, and the Play loop running, if any."""
+
+    lab: gan2d.Lab
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    player: Player | None = None
+
+    def halt(self, timeout: float = STOP_WAIT_S) -> bool:
+        """Stop the Play loop and wait until it has ended. Gradio sends a streamed frame before it asks
+        the loop for the next one, so once the loop has ended every frame it made has been sent, and
+        the caller's output (Pause's "Paused.") comes after them. True when a loop was playing."""
+        player = self.player
+        if player is None:
+            return False
+        player.stop.set()
+        player.done.wait(timeout)
+        return True
+
+
+def _need(session):
+    if session is None:
         raise ValueError("Press Reset first to build a lab.")
+
+
+def new_session(dataset, loss, d_learning_rate, g_learning_rate, neurons_per_layer, hidden_layers, seed,
+                points) -> Session:
+    seed = widgets.seed_of(seed)
+    config = gan2d.LabConfig(dataset=dataset, loss=loss, lr_d=float(d_learning_rate), lr_g=float(g_learning_rate),
+                             hidden=int(neurons_per_layer), layers=int(hidden_layers), seed=seed)
+    lab = gan2d.make_lab(config, points=points)
+    lab.history.append({"step": 0, **gan2d.divergences(lab)})
+    return Session(lab)
+
+
+@friendly
+def reset(session, shown, dataset, loss, d_learning_rate, g_learning_rate, neurons_per_layer, hidden_layers, seed,
+          points):
+    """A fresh lab with the chosen settings (a drawn distribution needs enough points); a lab that was
+    playing stops first."""
+    if session is not None:
+        session.halt()
+    session = new_session(dataset, loss, d_learning_rate, g_learning_rate, neurons_per_layer, hidden_layers, seed,
+                          points)
+    return (session, *views(session.lab, shown),
+            f"New lab: {dataset}, {loss} loss, seed {session.lab.config.seed}. Press Play or Step.")
 
 
 def frame(lab, shown) -> np.ndarray:
@@ -145,84 +195,116 @@ def views(lab, shown):
 def status(lab, note: str = "") -> str:
     last = next((h for h in reversed(lab.history) if "kl" in h), {})
     row = lab.history[-1] if lab.history else {}
-    parts = [f"step **{lab.step}**"]
+    bits = [f"step **{lab.step}**"]
     if "d_loss" in row:
-        parts.append(f"D loss {row['d_loss']:.3f}, G loss {row['g_loss']:.3f} (trained: {row['trained']})")
+        bits.append(f"D loss {row['d_loss']:.3f}, G loss {row['g_loss']:.3f} (trained: {row['trained']})")
     if last:
-        parts.append(f"KL {last['kl']:.2f}, JS {last['js']:.3f} nats")
-    return ", ".join(parts) + (f". {note}" if note else "")
+        bits.append(f"KL {last['kl']:.2f}, JS {last['js']:.3f} nats")
+    return ", ".join(bits) + (f". {note}" if note else "")
+
+
+def whole(value, name: str) -> int:
+    if value is None or int(value) != value:
+        raise ValueError(f"{name} must be a whole number; got {value!r}.")
+    return int(value)
 
 
 @friendly
-def step(lab, shown, which: str, n):
-    """One click: ``n`` steps of D and G, D only, or G only."""
-    _need(lab)
-    train_d, train_g = {"both": (True, True), "D": (True, False), "G": (False, True)}[which]
-    gan2d.run(lab, int(n), train_d, train_g)
-    return (lab, *views(lab, shown), status(lab))
+def step(session, shown, which: str, steps, dataset, loss, d_learning_rate, g_learning_rate, neurons_per_layer,
+         hidden_layers, seed, points):
+    """One click: ``steps`` steps of D and G, D only, or G only, on the visitor's lab (or, before there
+    is one, on a fresh lab with the settings shown)."""
+    if which not in STEPS:
+        raise ValueError(f"Train one of {sorted(STEPS)}; got {which!r}.")
+    if session is None:
+        session = new_session(dataset, loss, d_learning_rate, g_learning_rate, neurons_per_layer, hidden_layers,
+                              seed, points)
+    with session.lock:
+        gan2d.run(session.lab, whole(steps, "Steps per click"), *STEPS[which])
+    return (session, *views(session.lab, shown), status(session.lab))
 
 
 @friendly
-def play(lab, shown, steps_per_frame):
+def play(session, shown, steps_per_frame):
     """Train until paused (or MAX_PLAY_STEPS), streaming a frame every FRAME_S seconds at most. Loss and
-    learning-rate changes made while it plays apply at the next step (the lab is shared)."""
-    _need(lab)
-    k = int(steps_per_frame)
+    learning-rate changes made while it plays apply between two chunks of steps. The loop checks its
+    stop flag before every frame, so after Pause it sends nothing more (see :meth:`Session.halt`)."""
+    _need(session)
+    k = whole(steps_per_frame, "Steps per frame")
     if not 1 <= k <= 200:
         raise ValueError(f"Steps per frame must be from 1 to 200; got {k}.")
-    start = lab.step
-    last = 0.0
-    while lab.step - start < MAX_PLAY_STEPS:
-        gan2d.run(lab, k)
-        if time.time() - last > FRAME_S:
-            last = time.time()
-            yield (lab, *views(lab, shown), status(lab, "Playing…"))
-    yield (lab, *views(lab, shown), status(lab, f"Stopped after {MAX_PLAY_STEPS} steps."))
-
-
-def paused(lab) -> str:
-    return status(lab, "Paused.") if lab is not None else ""
-
-
-@friendly
-def switch_loss(lab, loss, shown):
-    if lab is None:
-        return gr.update(), gr.update(), gr.update()
-    gan2d.set_loss(lab, loss)
-    return (lab, *views(lab, shown))
-
-
-@friendly
-def switch_lr(lab, lr_d, lr_g):
-    if lab is None:
-        return gr.update(), ""
-    gan2d.set_learning_rates(lab, float(lr_d), float(lr_g))
-    return lab, status(lab, f"Learning rates now D {float(lr_d):g}, G {float(lr_g):g}.")
+    session.halt()  # a second Play replaces the first
+    player = session.player = Player()
+    lab = session.lab
+    start, last = lab.step, 0.0
+    try:
+        while not player.stop.is_set():
+            if lab.step - start >= MAX_PLAY_STEPS:
+                yield (*views(lab, shown), status(lab, f"Stopped after {MAX_PLAY_STEPS} steps."))
+                return
+            with session.lock:
+                gan2d.run(lab, k, cancel=player.stop)
+            if time.time() - last > FRAME_S and not player.stop.is_set():
+                last = time.time()
+                frame = views(lab, shown)
+                if player.stop.is_set():
+                    break
+                yield (*frame, status(lab, "Playing…"))
+    finally:
+        if session.player is player:
+            session.player = None
+        player.done.set()
 
 
 @friendly
-def redraw(lab, shown):
-    _need(lab)
-    return views(lab, shown)
+def pause(session, shown):
+    """Stop Play; the status says "Paused." and stays so (no frame of the loop can follow it)."""
+    if session is None:
+        return gr.update(), gr.update(), ""
+    session.halt()
+    return (*views(session.lab, shown), status(session.lab, "Paused."))
+
+
+@friendly
+def switch_loss(session, loss, shown):
+    if session is None:
+        return gr.update(), gr.update()
+    with session.lock:
+        gan2d.set_loss(session.lab, loss)
+    return views(session.lab, shown)
+
+
+@friendly
+def switch_lr(session, d_learning_rate, g_learning_rate):
+    if session is None:
+        return ""
+    with session.lock:
+        gan2d.set_learning_rates(session.lab, float(d_learning_rate), float(g_learning_rate))
+    return status(session.lab, f"Learning rates now D {float(d_learning_rate):g}, G {float(g_learning_rate):g}.")
+
+
+@friendly
+def redraw(session, shown):
+    _need(session)
+    return views(session.lab, shown)
 
 
 # --- layout ---
 
-def build(page):
-    demo = page.demo
+def build(page: parts.Page):
     gr.Markdown("GAN Lab in two dimensions, after [Kahng et al.](https://poloclub.github.io/ganlab/): the "
                 "generator (purple) learns to bend a square of noise into the real data (green). The "
                 "background is the discriminator's opinion; arrows show where each fake is pushed. Play, "
                 "pause, step one network at a time, and change the loss or learning rates while it runs "
                 "(marked on the curves).")
-    lab = gr.State(None)
-    points = gr.State([])
+    lab = parts.visitor_state(None)  # the visitor's Session
+    points = parts.visitor_state([])
     with gr.Column():
         with gr.Accordion("Lab", open=True):
             with gr.Row():
                 dataset = gr.Radio(list(gan2d.DATASETS), value="ring", label="Data (drawn: click on the canvas below)")
                 loss = gr.Radio(list(gan2d.LOSSES), value="log", label="Loss (switches live)")
-                seed = gr.Number(value=0, precision=0, label="Seed")
+                seed = widgets.seed_box()
             with gr.Row():
                 lr_d = gr.Number(value=5e-3, label="D learning rate (live)")
                 lr_g = gr.Number(value=5e-3, label="G learning rate (live)")
@@ -231,13 +313,13 @@ def build(page):
                 reset_btn = gr.Button("Reset", variant="secondary", elem_id="ganlab-reset")
             with gr.Row():
                 play_btn = gr.Button("▶ Play", variant="primary", elem_id="ganlab-play")
-                pause_btn = gr.Button("Pause", variant="stop")
+                pause_btn = gr.Button("Pause", variant="stop", elem_id="ganlab-pause")
                 k = gr.Slider(1, 200, value=10, step=1, label="Steps per frame / per click")
-                step_btn = gr.Button("Step D+G")
+                step_btn = gr.Button("Step D+G", elem_id="ganlab-step")
                 d_btn = gr.Button("Train D only")
                 g_btn = gr.Button("Train G only")
             shown = gr.CheckboxGroup(VIEWS, value=VIEWS, label="Show")
-            status_md = gr.Markdown(elem_id="ganlab-status")
+            status_md = gr.Markdown(label="Status", elem_id="ganlab-status")
             with gr.Row():
                 plane = gr.Image(label="The plane", format="png", interactive=False, elem_id="ganlab-plane")
                 curve_img = gr.Image(label="Curves", format="png", interactive=False)
@@ -252,16 +334,19 @@ def build(page):
 
     settings = [dataset, loss, lr_d, lr_g, hidden, layers, seed, points]
     outs = [lab, plane, curve_img, status_md]
-    reset_btn.click(reset, settings, outs, api_name=False)
-    demo.load(reset, settings, outs, api_name=False)
-    playing = play_btn.click(play, [lab, shown, k], outs, show_progress="hidden", api_name=False)
-    pause_btn.click(paused, lab, status_md, cancels=[playing], api_name=False)
-    for btn, which in ((step_btn, "both"), (d_btn, "D"), (g_btn, "G")):
-        btn.click(step, [lab, shown, gr.State(which), k], outs, api_name=False)
-    loss.change(switch_loss, [lab, loss, shown], [lab, plane, curve_img], api_name=False)
+    page.action(reset_btn.click, reset, [lab, shown, *settings], outs, api_name="gan_lab_reset")
+    page.on_load(reset, [lab, shown, *settings], outs)
+    for btn, which, verb in ((step_btn, "both", "step"), (d_btn, "D", "train_d"), (g_btn, "G", "train_g")):
+        page.action(btn.click, step, [lab, shown, gr.State(which), k, *settings], outs, api_name=f"gan_lab_{verb}")
+    # Play streams until Pause: a loop only the page can stop, so it and Pause stay off the API
+    # (gan_lab_step with a step count does the same training in one call). Pause does not cancel the
+    # event: it stops the loop and waits for it to end, so "Paused." is the last status either sends.
+    play_btn.click(play, [lab, shown, k], [plane, curve_img, status_md], show_progress="hidden", api_name=False)
+    pause_btn.click(pause, [lab, shown], [plane, curve_img, status_md], api_name=False)
+    loss.change(switch_loss, [lab, loss, shown], [plane, curve_img], api_name=False)
     for box in (lr_d, lr_g):
         for event in (box.submit, box.blur):
-            event(switch_lr, [lab, lr_d, lr_g], [lab, status_md], api_name=False)
+            event(switch_lr, [lab, lr_d, lr_g], status_md, api_name=False)
     shown.change(redraw, [lab, shown], [plane, curve_img], api_name=False, show_progress="hidden")
     draw.select(add_point, points, [points, draw], api_name=False)
     clear_btn.click(clear_points, None, [points, draw], api_name=False)
