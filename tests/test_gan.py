@@ -180,14 +180,69 @@ def test_shipped_checkpoint_draws_the_classes_it_is_asked_for(name, min_acc, min
 
 def test_switch_changes_a_running_config_and_refuses_bad_values():
     config = FAM.config("tiny")
-    assert gan.switch(config, loss="wgan-gp", lr_d=1e-3) == ["loss bce → wgan-gp", "lr_d 0.0001 → 0.001"]
+    assert gan.check_switch(config, {"loss": "wgan-gp", "lr_d": 1e-3}) == ["loss bce → wgan-gp", "lr_d 0.0001 → 0.001"]
+    assert config.loss == "bce"  # checking changes nothing
+    assert gan.switch(config, {"loss": "wgan-gp", "lr_d": 1e-3}) == ["loss bce → wgan-gp", "lr_d 0.0001 → 0.001"]
     assert config.loss == "wgan-gp" and config.lr_d == 1e-3
+    assert gan.switch(config, {"loss": "wgan-gp"}) == []
     model = gan.build(config)
     opts = gan.optimizers(model, FAM.config("tiny"))
     out = gan.train_step(model, batch(config), config, opts)
     assert "wasserstein" in out and opts["d"].param_groups[0]["lr"] == 1e-3  # read at the next step
     with pytest.raises(ValueError, match="label smoothing"):
-        gan.switch(config, label_smoothing=0.9)
-    assert config.label_smoothing == 0.0  # nothing half-applied
+        gan.switch(config, {"label_smoothing": 0.9, "lr_g": 1e-3})
+    assert config.label_smoothing == 0.0 and config.lr_g == 1e-4  # all or nothing
     with pytest.raises(ValueError, match="Only"):
-        gan.switch(config, latent_dim=3)
+        gan.switch(config, {"latent_dim": 3})
+
+
+def test_class_grid_rows_are_classes_and_columns_share_a_code():
+    model = gan.build(FAM.config("tiny", conditional=True))
+    x = gan.class_grid(model, 5, 3, temperature=1.0)
+    assert x.shape == (30, 1, 28, 28)
+    z = torch.cat([gan.noise(1, model.latent_dim, seeded(5 + j)) for j in range(3)])
+    assert torch.allclose(x[3:6], gan.generate(model, z, [1, 1, 1]), atol=1e-6)  # row 1: class 1, seeds 5, 6, 7
+    assert torch.equal(x, gan.class_grid(model, 5, 3, temperature=1.0))
+    with pytest.raises(ValueError, match="Seeds per class"):
+        gan.class_grid(model, 0, 13)
+    with pytest.raises(ValueError, match="class-conditional"):
+        gan.class_grid(gan.build(FAM.config("tiny")), 0, 2)
+
+
+def test_interpolation_walks_between_the_two_seeds_codes_and_keeps_one_class():
+    model = gan.build(FAM.config("tiny", conditional=True))
+    z = gan.latent_path(model.latent_dim, 1, 2, 6, "spherical")
+    assert z.shape == (6, model.latent_dim)
+    assert torch.allclose(z[0], gan.noise(1, model.latent_dim, seeded(1))[0], atol=1e-5)
+    assert torch.allclose(z[-1], gan.noise(1, model.latent_dim, seeded(2))[0], atol=1e-5)
+    x, label = gan.interpolation(model, 1, 2, 6, "spherical")
+    again, same = gan.interpolation(model, 1, 2, 6, "spherical")
+    assert x.shape == (6, 1, 28, 28) and torch.equal(x, again) and label == same and 0 <= label < 10
+    assert gan.interpolation(model, 1, 2, 6, "linear", label=4)[1] == 4
+    assert gan.interpolation(gan.build(FAM.config("tiny")), 1, 2, 4)[1] is None  # unconditional: no class
+    with pytest.raises(ValueError, match="Interpolation must be"):
+        gan.interpolation(model, 1, 2, 6, "cubic")
+
+
+def test_path_smoothness_is_one_for_even_steps_and_large_for_a_jump():
+    ramp = torch.linspace(0, 1, 9)[:, None, None, None].expand(9, 1, 4, 4)
+    even = gan.path_smoothness(ramp)
+    assert even["largest_over_mean"] == pytest.approx(1.0) and even["mean_step"] == pytest.approx(0.5)
+    jump = torch.cat([torch.zeros(5, 1, 4, 4), torch.ones(5, 1, 4, 4)])  # still for 4 steps, then a leap
+    assert gan.path_smoothness(jump)["largest_over_mean"] == pytest.approx(9.0)
+    with pytest.raises(ValueError, match="at least 2 images"):
+        gan.path_smoothness(ramp[:1])
+
+
+def test_checkerboards_report_the_range_inside_the_border():
+    boards = gan.checkerboards(1, 6)
+    assert set(boards) == set(gan.UPSAMPLINGS)
+    _, low, high = boards["transposed k3 s2"]
+    assert (low, high) == (0.5, 2.0)
+    assert boards["transposed k4 s2"][1:] == (1.0, 1.0) and boards["resize + conv k3"][1:] == (1.0, 1.0)
+
+
+def test_card_lines_say_what_d_believes():
+    (line,) = gan.card_lines({"d_on_real_test": 0.61, "d_on_fake": 0.31})
+    assert "0.61 on held-out real images" in line and "0.31 on fakes" in line
+    assert gan.card_lines({}) == []

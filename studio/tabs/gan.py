@@ -188,7 +188,7 @@ class Monitor:
                 return False
             self._step = p.step
             self.frames.append((p.step, widgets.mosaic(p.preview, 4, pad=1)))
-            if len(self.frames) > MAX_FRAMES:
+            while len(self.frames) > MAX_FRAMES:  # keep every other one (and the newest): memory stays bounded
                 self.frames = self.frames[:-1][::2] + self.frames[-1:]
             div = gan.diversity(p.preview, self.job.config.dataset)
             warnings = gan.diagnose(p.metrics, div, self.job.config.loss)

@@ -85,15 +85,39 @@ class Session:
     lab: gan2d.Lab
     lock: threading.Lock = field(default_factory=threading.Lock)
     player: Player | None = None
+    closed: bool = False  # replaced by a Reset: no Play may start on it any more
+    _guard: threading.Lock = field(default_factory=threading.Lock)  # for player and closed
 
-    def halt(self, timeout: float = STOP_WAIT_S) -> bool:
+    def start_player(self) -> Player | None:
+        """A new Play loop in place of any earlier one (stopped, and waited for); None after a Reset."""
+        with self._guard:
+            if self.closed:
+                return None
+            old, self.player = self.player, Player()
+            new = self.player
+        if old is not None:
+            old.stop.set()
+            old.done.wait(STOP_WAIT_S)
+        return new
+
+    def end_player(self, player: Player) -> None:
+        with self._guard:
+            if self.player is player:
+                self.player = None
+        player.done.set()
+
+    def halt(self, close: bool = False, timeout: float = STOP_WAIT_S) -> bool:
         """Stop the Play loop and wait until it has ended. Gradio sends a streamed frame before it asks
         the loop for the next one, so once the loop has ended every frame it made has been sent, and
-        the caller's output (Pause's "Paused.") comes after them. True when a loop was playing."""
-        player = self.player
+        the caller's output (Pause's "Paused.") comes after them. ``close``: this lab is being replaced.
+        True when a loop was playing."""
+        with self._guard:
+            player = self.player
+            self.closed = self.closed or close
+            if player is not None:
+                player.stop.set()
         if player is None:
             return False
-        player.stop.set()
         player.done.wait(timeout)
         return True
 
@@ -119,7 +143,7 @@ def reset(session, shown, dataset, loss, d_learning_rate, g_learning_rate, neuro
     """A fresh lab with the chosen settings (a drawn distribution needs enough points); a lab that was
     playing stops first."""
     if session is not None:
-        session.halt()
+        session.halt(close=True)
     session = new_session(dataset, loss, d_learning_rate, g_learning_rate, neurons_per_layer, hidden_layers, seed,
                           points)
     return (session, *views(session.lab, shown),
@@ -233,8 +257,9 @@ def play(session, shown, steps_per_frame):
     k = whole(steps_per_frame, "Steps per frame")
     if not 1 <= k <= 200:
         raise ValueError(f"Steps per frame must be from 1 to 200; got {k}.")
-    session.halt()  # a second Play replaces the first
-    player = session.player = Player()
+    player = session.start_player()  # a second Play replaces the first
+    if player is None:
+        return  # this lab was reset meanwhile; the new one has its own Play
     lab = session.lab
     start, last = lab.step, 0.0
     try:
@@ -251,9 +276,7 @@ def play(session, shown, steps_per_frame):
                     break
                 yield (*frame, status(lab, "Playing…"))
     finally:
-        if session.player is player:
-            session.player = None
-        player.done.set()
+        session.end_player(player)
 
 
 @friendly
