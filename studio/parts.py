@@ -234,7 +234,7 @@ class TrainPanel:
                                                                  interactive=False)
             self.previews = list(made) if isinstance(made, (list, tuple)) else [made]
         self.import_file = gr.File(label="Import a checkpoint (.safetensors)", type="filepath")
-        self.import_note = gr.Markdown(label="Import")
+        self.import_note = gr.Markdown()
 
     def wire(self, page: Page, config: Callable, inputs: list, keys: list[str], render: Callable | None = None,
              api_prefix: str | None = None, extra_outputs: list | None = None, extra: Callable | None = None,

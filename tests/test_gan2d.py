@@ -88,6 +88,16 @@ def test_run_stops_early_when_cancelled():
     assert gan2d.run(lab, 50, cancel=cancel) == {} and lab.step == 2
 
 
+def test_a_long_run_keeps_a_bounded_history(monkeypatch):
+    monkeypatch.setattr(gan2d, "MAX_HISTORY", 40)
+    lab = gan2d.make_lab(batch_size=8, hidden=4, layers=1)
+    gan2d.run(lab, 300)
+    steps = [h["step"] for h in lab.history]
+    assert len(steps) <= 40 and steps == sorted(steps) and steps[-1] == 300
+    assert steps[-10:] == list(range(291, 301))  # recent steps all kept, older ones thinned
+    assert sum("kl" in h for h in lab.history) >= 3  # the divergence curve keeps points too
+
+
 def test_same_seed_same_run():
     a, b = gan2d.make_lab(seed=3), gan2d.make_lab(seed=3)
     assert gan2d.run(a, 5) == gan2d.run(b, 5)

@@ -35,6 +35,7 @@ LOSSES = ("log", "least-squares", "wasserstein")
 EXTENT = 2.0  # the plane shown and binned: [-EXTENT, EXTENT]²
 MIN_POINTS = 8  # a drawn distribution needs at least this many points
 DRAWN_STD = 0.06  # each drawn point is a small Gaussian blob
+MAX_HISTORY = 10_000  # rows a lab keeps for its curves; beyond this its older half is thinned
 
 
 def real_points(dataset: str, n: int, generator: torch.Generator, points=None) -> torch.Tensor:
@@ -240,7 +241,17 @@ def train_step(lab: Lab, train_d: bool = True, train_g: bool = True) -> dict:
     if lab.step % 10 == 0 or lab.step <= 1:
         row.update(divergences(lab))
     lab.history.append(row)
+    if len(lab.history) > MAX_HISTORY:  # a long-playing lab keeps bounded memory
+        half = len(lab.history) // 2
+        lab.history = thin(lab.history[:half]) + lab.history[half:]
     return row
+
+
+def thin(rows: list[dict]) -> list[dict]:
+    """Every other row, and every other one of the rows with divergences: half as many, evenly spread."""
+    plain = [h for h in rows if "kl" not in h][::2]
+    scored = [h for h in rows if "kl" in h][::2]
+    return sorted(plain + scored, key=lambda h: h["step"])
 
 
 def run(lab: Lab, steps: int, train_d: bool = True, train_g: bool = True,

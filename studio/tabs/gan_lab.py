@@ -333,7 +333,7 @@ def build(page: parts.Page):
                 lr_g = gr.Number(value=5e-3, label="G learning rate (live)")
                 hidden = gr.Slider(4, 256, value=64, step=4, label="Neurons per layer")
                 layers = gr.Slider(1, 4, value=2, step=1, label="Hidden layers")
-                reset_btn = gr.Button("Reset", variant="secondary", elem_id="ganlab-reset")
+                reset_btn = gr.Button("Reset", variant="primary", elem_id="ganlab-reset")
             with gr.Row():
                 play_btn = gr.Button("▶ Play", variant="primary", elem_id="ganlab-play")
                 pause_btn = gr.Button("Pause", variant="stop", elem_id="ganlab-pause")
