@@ -146,7 +146,7 @@ def reset(session, shown, dataset, loss, d_learning_rate, g_learning_rate, neuro
         session.halt(close=True)
     session = new_session(dataset, loss, d_learning_rate, g_learning_rate, neurons_per_layer, hidden_layers, seed,
                           points)
-    return (session, *views(session.lab, shown),
+    return (session, *show(session, shown),
             f"New lab: {dataset}, {loss} loss, seed {session.lab.config.seed}. Press Play or Step.")
 
 
@@ -216,6 +216,12 @@ def views(lab, shown):
     return frame(lab, shown), curves(lab)
 
 
+def show(session: Session, shown):
+    """The views, drawn while no training chunk runs (drawing the push on fakes toggles D's gradients)."""
+    with session.lock:
+        return views(session.lab, shown)
+
+
 def status(lab, note: str = "") -> str:
     last = next((h for h in reversed(lab.history) if "kl" in h), {})
     row = lab.history[-1] if lab.history else {}
@@ -245,7 +251,7 @@ def step(session, shown, which: str, steps, dataset, loss, d_learning_rate, g_le
                               seed, points)
     with session.lock:
         gan2d.run(session.lab, whole(steps, "Steps per click"), *STEPS[which])
-    return (session, *views(session.lab, shown), status(session.lab))
+    return (session, *show(session, shown), status(session.lab))
 
 
 @friendly
@@ -265,13 +271,13 @@ def play(session, shown, steps_per_frame):
     try:
         while not player.stop.is_set():
             if lab.step - start >= MAX_PLAY_STEPS:
-                yield (*views(lab, shown), status(lab, f"Stopped after {MAX_PLAY_STEPS} steps."))
+                yield (*show(session, shown), status(lab, f"Stopped after {MAX_PLAY_STEPS} steps."))
                 return
             with session.lock:
                 gan2d.run(lab, k, cancel=player.stop)
             if time.time() - last > FRAME_S and not player.stop.is_set():
                 last = time.time()
-                frame = views(lab, shown)
+                frame = show(session, shown)
                 if player.stop.is_set():
                     break
                 yield (*frame, status(lab, "Playing…"))
@@ -285,7 +291,7 @@ def pause(session, shown):
     if session is None:
         return gr.update(), gr.update(), ""
     session.halt()
-    return (*views(session.lab, shown), status(session.lab, "Paused."))
+    return (*show(session, shown), status(session.lab, "Paused."))
 
 
 @friendly
@@ -294,7 +300,7 @@ def switch_loss(session, loss, shown):
         return gr.update(), gr.update()
     with session.lock:
         gan2d.set_loss(session.lab, loss)
-    return views(session.lab, shown)
+    return show(session, shown)
 
 
 @friendly
@@ -309,7 +315,7 @@ def switch_lr(session, d_learning_rate, g_learning_rate):
 @friendly
 def redraw(session, shown):
     _need(session)
-    return views(session.lab, shown)
+    return show(session, shown)
 
 
 # --- layout ---
