@@ -334,3 +334,31 @@ def test_clicks_on_the_canvas_become_points_on_the_plane():
     drawn = [[0.1 * i, 0.05 * i] for i in range(8)]
     session = lab_tab.reset(None, lab_tab.VIEWS, "drawn", "least-squares", 5e-3, 5e-3, 32, 2, 0, drawn)[0]
     assert session.lab.points.shape == (8, 2)
+
+
+def test_two_visitors_cannot_reconfigure_each_others_run_through_the_api(app_url):
+    """Driven through two gradio_client sessions against the served app: B can neither switch nor
+    cancel A's GAN run; A's own switch is queued and lands on the curves."""
+    from gradio_client import Client
+
+    a, b = Client(app_url, verbose=False), Client(app_url, verbose=False)
+    live = dict(loss="wgan-gp", d_steps_per_g_step=2, gradient_penalty_weight=10.0, label_smoothing=0.0,
+                label_noise=0.05, d_learning_rate=2e-4, lr=2e-4)
+    run = a.submit(dataset="mnist", class_conditional=False, steps=20000, batch_size=16, run_name="gan_visitor_a",
+                   checkpoint=SHIPPED, api_name="/gan_train")
+    try:
+        deadline = time.time() + 120
+        while not (run.outputs() and "step" in str(run.outputs()[-1][0])) and time.time() < deadline:
+            time.sleep(0.3)
+        assert "gan_visitor_a" in run.outputs()[-1][0]
+        with pytest.raises(Exception, match="belongs to another visitor"):
+            b.predict(**live, api_name="/gan_train_switch")
+        assert "belongs to another visitor" in b.predict(api_name="/gan_train_cancel")
+        assert "queued loss bce → wgan-gp" in a.predict(**live, api_name="/gan_train_switch")
+    finally:
+        message = a.predict(api_name="/gan_train_cancel")
+    assert "Cancelling gan_visitor_a" in message
+    deadline = time.time() + 60
+    while not run.done() and time.time() < deadline:
+        time.sleep(0.2)
+    assert "Cancelled at step" in run.outputs()[-1][0]
