@@ -338,7 +338,7 @@ def test_clicks_on_the_canvas_become_points_on_the_plane():
 
 def test_two_visitors_cannot_reconfigure_each_others_run_through_the_api(app_url):
     """Driven through two gradio_client sessions against the served app: B can neither switch nor
-    cancel A's GAN run; A's own switch is queued and lands on the curves."""
+    cancel A's GAN run; A's own switch is queued."""
     from gradio_client import Client
 
     a, b = Client(app_url, verbose=False), Client(app_url, verbose=False)
@@ -358,7 +358,4 @@ def test_two_visitors_cannot_reconfigure_each_others_run_through_the_api(app_url
     finally:
         message = a.predict(api_name="/gan_train_cancel")
     assert "Cancelling gan_visitor_a" in message
-    deadline = time.time() + 60
-    while not run.done() and time.time() < deadline:
-        time.sleep(0.2)
-    assert "Cancelled at step" in run.outputs()[-1][0]
+    assert "Cancelled at step" in run.result(timeout=60)[0]
