@@ -150,10 +150,8 @@ def checkpoint_header(page: Page, families, preferred: str | None, elem_id: str,
 
 def card_of(families, name: str) -> str:
     """The markdown card of checkpoint ``name`` of one of ``families``."""
-    for family in families:
-        if name in widgets.checkpoint_paths(family):
-            return widgets.card_markdown(widgets.read_card(widgets.checkpoint_paths(family)[name]))
-    raise ValueError(f"No checkpoint named {name!r}." if name else "Choose a checkpoint first.")
+    family = widgets.family_of(families, name)
+    return widgets.card_markdown(widgets.read_card(widgets.checkpoint_paths(family)[name]))
 
 
 # --- train panel ---------------------------------------------------------------------------------

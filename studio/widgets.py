@@ -274,6 +274,15 @@ def checkpoint_choices(family: str) -> list[tuple[str, str]]:
     return choices
 
 
+def family_of(families, name: str, what: str = "") -> str:
+    """Which of ``families`` has a checkpoint called ``name``."""
+    for family in families:
+        if name and name in checkpoint_paths(family):
+            return family
+    raise ValueError(f"No {what + ' ' if what else ''}checkpoint named {name!r}." if name
+                     else "Choose a checkpoint first.")
+
+
 def resolve(family: str, name: str) -> Path:
     if not name:
         raise ValueError("Choose a checkpoint first.")

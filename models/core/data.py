@@ -166,3 +166,17 @@ def main(argv=None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def chosen_class(config, class_name, any_label: str) -> int | None:
+    """The class index a control names, checked against the checkpoint's own dataset; ``None`` for
+    ``any_label`` (or blank). A class for an unconditional checkpoint is refused, not ignored."""
+    if class_name in (None, "", any_label):
+        return None
+    classes = class_names(config.dataset)
+    if class_name not in classes:
+        raise ValueError(f"Unknown class {class_name!r} for {config.dataset}; choose {any_label!r} or one of "
+                         f"{', '.join(classes)}.")
+    if not getattr(config, "conditional", False):
+        raise ValueError("This checkpoint is unconditional: choose a class-conditional one to pick a class.")
+    return classes.index(class_name)

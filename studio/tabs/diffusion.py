@@ -50,15 +50,8 @@ def grid(x, scale: int = 4) -> np.ndarray:
 
 
 def _labels(config, class_name: str, n: int):
-    if class_name in (None, "", ANY_CLASS):
-        return None
-    classes = data.class_names(config.dataset)
-    if class_name not in classes:
-        raise ValueError(f"Unknown class {class_name!r} for {config.dataset}; choose one of {', '.join(classes)} "
-                         f"or {ANY_CLASS!r}.")
-    if not config.conditional:
-        raise ValueError("This checkpoint is unconditional: choose a class-conditional one to pick a class.")
-    return [classes.index(class_name)] * n
+    k = data.chosen_class(config, class_name, ANY_CLASS)
+    return None if k is None else [k] * n
 
 
 # --- forward process ---

@@ -39,15 +39,7 @@ def loaded(name: str):
 
 def class_index(config, class_name) -> int | None:
     """The class a control names, checked against the checkpoint's own dataset (None: any class)."""
-    if class_name in (None, "", ANY_CLASS):
-        return None
-    classes = data.class_names(config.dataset)
-    if class_name not in classes:
-        raise ValueError(f"Unknown class {class_name!r} for {config.dataset}; choose {ANY_CLASS!r} or one of "
-                         f"{', '.join(classes)}.")
-    if not config.conditional:
-        raise ValueError("This checkpoint is unconditional: choose a class-conditional one to pick a class.")
-    return classes.index(class_name)
+    return data.chosen_class(config, class_name, ANY_CLASS)
 
 
 def whole(value, name: str) -> int:

@@ -38,10 +38,7 @@ PREVIEW_SOUND = (90, "Church organ")  # tempo and instrument of the training pre
 
 
 def family_of(name: str) -> str:
-    for family in FAMILIES:
-        if name in widgets.checkpoint_paths(family):
-            return family
-    raise ValueError(f"No music checkpoint named {name!r}." if name else "Choose a checkpoint first.")
+    return widgets.family_of(FAMILIES, name, "music")
 
 
 def loaded(name: str):

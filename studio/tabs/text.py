@@ -42,10 +42,7 @@ SIZES = {  # what "size" means for each family in the Train section
 # --- checkpoints ---
 
 def family_of(name: str) -> str:
-    for fam in FAMS:
-        if name in widgets.checkpoint_paths(fam):
-            return fam
-    raise ValueError(f"No text checkpoint named {name!r}." if name else "Choose a checkpoint first.")
+    return widgets.family_of(FAMS, name, "text")
 
 
 def loaded(name: str):
