@@ -68,6 +68,10 @@ class Job:
             return None
         return (p.total - p.step) * self.config.batch_size / p.images_per_s
 
+    def _left(self) -> str:
+        eta = self.eta()
+        return f", about {clock(eta)} left" if eta is not None else ""
+
     def status(self) -> str:
         if self.error:
             return f"**{self.name}**: failed: {self.error}"
@@ -77,18 +81,14 @@ class Job:
         if p is None:
             return f"**{self.name}**: starting…"
         ms = ", ".join(f"{k} {v:.3g}" for k, v in p.metrics.items())
-        eta = self.eta()
-        left = f", about {clock(eta)} left" if eta is not None else ""
-        return (f"**{self.name}**: step {p.step}/{p.total} ({p.step / p.total:.0%}){left}; {ms}; "
+        return (f"**{self.name}**: step {p.step}/{p.total} ({p.step / p.total:.0%}){self._left()}; {ms}; "
                 f"{p.images_per_s:.0f} {FAMILIES[self.family].unit}/s, {clock(p.elapsed)}")
 
     def busy_message(self) -> str:
         p = self.progress
         where = f" (step {p.step}/{p.total})" if p else ""
-        eta = self.eta()
-        until = f", about {clock(eta)} left" if eta is not None else ""
         return (f"The training slot is busy: another visitor is training {self.name} "
-                f"({FAMILIES[self.family].title}){where}{until}. Wait for it to finish; only they can cancel it.")
+                f"({FAMILIES[self.family].title}){where}{self._left()}. Wait for it to finish; only they can cancel it.")
 
     def request_change(self, changes: dict, apply) -> None:
         """Queue ``changes`` for the training thread: ``apply(config, changes)`` runs between two steps."""

@@ -259,7 +259,7 @@ class TrainPanel:
         def start(*values, request: gr.Request = None):
             *family_values, steps, batch, lr, name, current = values
             cfg = config(*family_values, steps=int(steps), batch_size=int(batch), lr=float(lr))
-            job = jobs.JOBS.start(family_of(cfg), name, cfg, owner=owner_of(request))
+            job = jobs.JOBS.start(family_of_config(cfg), name, cfg, owner=owner_of(request))
             yield from follow(job, current)
 
         @widgets.friendly
@@ -274,7 +274,7 @@ class TrainPanel:
             *family_values, steps, batch, lr, budget = values
             seconds = parse_duration(budget)
             cfg = config(*family_values, steps=int(steps), batch_size=int(batch), lr=float(lr))
-            return plan_note(family_of(cfg), cfg, seconds, self.steps_max)
+            return plan_note(family_of_config(cfg), cfg, seconds, self.steps_max)
 
         @widgets.friendly
         def import_checkpoint(file_path, request: gr.Request = None):
@@ -304,7 +304,8 @@ def _param(component) -> str:
     return re.sub(r"\W+", "_", label.strip().lower()).strip("_") or "value"
 
 
-def family_of(config) -> str:
+def family_of_config(config) -> str:
+    """The registry name of the family whose config class ``config`` is."""
     for name, fam in FAMILIES.items():
         if type(config) is fam.config_cls:
             return name

@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from models.image import gan, gan2d
+from models.image import gan
 from studio import jobs, parts, widgets
 from studio.tabs import gan as tab
 from studio.tabs import gan_lab as lab_tab

@@ -175,7 +175,7 @@ def test_train_config_follows_the_chosen_family():
     lstm_cfg = tab.train_config("lstm", "reviews", "word", "medium", "gru", 2, steps=100, batch_size=8, lr=1e-3)
     assert type(gpt_cfg) is GPTConfig and gpt_cfg.d_model == 64 and gpt_cfg.steps == 100
     assert type(lstm_cfg) is LSTMConfig and (lstm_cfg.cell, lstm_cfg.layers, lstm_cfg.hidden) == ("gru", 2, 256)
-    assert (parts.family_of(gpt_cfg), parts.family_of(lstm_cfg)) == ("gpt", "lstm")
+    assert (parts.family_of_config(gpt_cfg), parts.family_of_config(lstm_cfg)) == ("gpt", "lstm")
     with pytest.raises(ValueError, match="Unknown corpus"):
         tab.train_config("gpt", "/etc/passwd.txt", "char", "small", "lstm", 1, steps=100, batch_size=8, lr=1e-3)
     with pytest.raises(ValueError, match="Model must be"):

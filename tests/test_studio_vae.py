@@ -9,7 +9,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from models import FAMILIES
-from models.core import checkpoint, train as training
+from models.core import checkpoint
 from studio import jobs, parts, widgets
 from studio.tabs import vae as tab
 

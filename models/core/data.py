@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from models.core import ASSETS
 
 DATA_DIR = ASSETS / "data"
@@ -50,6 +51,20 @@ def check_dataset(name: str) -> None:
 def class_names(name: str) -> list[str]:
     check_dataset(name)
     return DATASETS[name]["classes"]
+
+
+def chosen_class(config, class_name, any_label: str) -> int | None:
+    """The class index a control names, checked against the checkpoint's own dataset; ``None`` for
+    ``any_label`` (or blank). A class for an unconditional checkpoint is refused, not ignored."""
+    if class_name in (None, "", any_label):
+        return None
+    classes = class_names(config.dataset)
+    if class_name not in classes:
+        raise ValueError(f"Unknown class {class_name!r} for {config.dataset}; choose {any_label!r} or one of "
+                         f"{', '.join(classes)}.")
+    if not getattr(config, "conditional", False):
+        raise ValueError("This checkpoint is unconditional: choose a class-conditional one to pick a class.")
+    return classes.index(class_name)
 
 
 @functools.lru_cache(maxsize=None)
@@ -166,17 +181,3 @@ def main(argv=None) -> None:
 
 if __name__ == "__main__":
     main()
-
-
-def chosen_class(config, class_name, any_label: str) -> int | None:
-    """The class index a control names, checked against the checkpoint's own dataset; ``None`` for
-    ``any_label`` (or blank). A class for an unconditional checkpoint is refused, not ignored."""
-    if class_name in (None, "", any_label):
-        return None
-    classes = class_names(config.dataset)
-    if class_name not in classes:
-        raise ValueError(f"Unknown class {class_name!r} for {config.dataset}; choose {any_label!r} or one of "
-                         f"{', '.join(classes)}.")
-    if not getattr(config, "conditional", False):
-        raise ValueError("This checkpoint is unconditional: choose a class-conditional one to pick a class.")
-    return classes.index(class_name)

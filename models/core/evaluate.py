@@ -31,11 +31,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.core import checkpoint, data
+from models.core import ASSETS, checkpoint, data
 from models.core.family import default_device, device_of, hardware_name
-from models.core import ASSETS
 
-ASSETS = ASSETS / "checkpoints"
+CHECKPOINTS = ASSETS / "checkpoints"
 FEATURES = 128
 
 
@@ -128,7 +127,7 @@ def score(images, dataset: str, model: Classifier | None = None) -> dict:
 
 def classifier_path(dataset: str) -> Path:
     data.check_dataset(dataset)
-    return ASSETS / f"classifier_{dataset}.safetensors"
+    return CHECKPOINTS / f"classifier_{dataset}.safetensors"
 
 
 @functools.lru_cache(maxsize=None)

@@ -25,9 +25,8 @@ from typing import Callable
 
 import torch
 
-from models.core import checkpoint
+from models.core import ASSETS, RUNS, checkpoint
 from models.core.family import Family, default_device, device_of, hardware_name, last, seeded
-from models.core import ASSETS, ROOT, RUNS
 
 STATE = RUNS / "state"
 SHIPPED = ASSETS / "checkpoints"
@@ -105,6 +104,13 @@ def preview(family: Family, model):
     return last(family.sample(model, 16, generator=seeded(PREVIEW_SEED), **family.score_kwargs))
 
 
+def _optimizers(family: Family, model, config) -> dict:
+    """The family's own optimizers, or one Adam on ``"loss"``."""
+    if family.optimizers:
+        return family.optimizers(model, config)
+    return {"adam": torch.optim.Adam(model.parameters(), lr=config.lr)}
+
+
 def _forward(family: Family, model, batch, config, opts) -> dict:
     """One step's losses; families with their own optimizers also step them here."""
     if family.optimizers:
@@ -123,8 +129,7 @@ def time_steps(family: Family, config, steps: int = 3) -> float:
     one warm-up step, on a throw-away model (the global RNG is restored afterwards)."""
     with torch.random.fork_rng(devices=[]):
         model = family.build(config).to(default_device()).train()
-        opts = (family.optimizers(model, config) if family.optimizers
-                else {"adam": torch.optim.Adam(model.parameters(), lr=config.lr)})
+        opts = _optimizers(family, model, config)
         tensors, _ = family.examples(config, "train")
         n = len(tensors[0])
         times = []
@@ -154,8 +159,7 @@ def train(family: Family, config, *, name: str, out: Path = RUNS / "checkpoints"
     start, history, wall_before = 0, [], 0.0
     torch.manual_seed(seed)  # initial weights and the families' training noise: same seed, same run
     model = family.build(config).to(device)
-    opts = (family.optimizers(model, config) if family.optimizers
-            else {"adam": torch.optim.Adam(model.parameters(), lr=config.lr)})
+    opts = _optimizers(family, model, config)
     if resume:
         if not weights.exists():
             raise ValueError(f"Nothing to resume: no checkpoint named {name!r} in {out}.")

@@ -39,9 +39,9 @@ import pretty_midi
 import torch
 from torch import nn
 
-from models.music import notes as music
-from models.core.family import Family, check_range, device_of, seeded
 from models.core import ASSETS
+from models.core.family import Family, check_range, device_of, seeded
+from models.music import notes as music
 
 CACHE = ASSETS / "data" / "musegan-chorales.npz"
 TRACKS = ("Soprano", "Alto", "Tenor", "Bass")

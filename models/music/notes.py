@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import pretty_midi
+
 from models.core import ASSETS
 
 CHORALES = ASSETS / "data" / "bach-chorales.npz"

@@ -25,15 +25,14 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.core.family import Family, check_range, device_of
 from models.core import ASSETS
+from models.core.family import Family, check_range, device_of
 
 PHOTOS = ASSETS / "images"
 DIRECTIONS = ("a_to_b", "b_to_a")

@@ -36,8 +36,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from models.core import checkpoint
-from models.core import ASSETS
+from models.core import ASSETS, checkpoint
 
 FOLDER = ASSETS / "checkpoints" / "pretrained"
 SHARD_BYTES = 12 * 1024 * 1024  # keep every shipped file small

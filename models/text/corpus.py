@@ -42,8 +42,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from models.core.family import Family, check_range, device_of, last
 from models.core import ASSETS
+from models.core.family import Family, check_range, device_of, last
 
 DATA_DIR = ASSETS / "data"
 UNK, SEP = "<unk>", "<sep>"  # ids 0 and 1 in every vocabulary
