@@ -89,6 +89,28 @@ def images(name: str, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(x).unsqueeze(1).float().div_(255.0), torch.from_numpy(y).long()
 
 
+BINARISATIONS = {
+    "stochastic": "binarised once by sampling each pixel from Bernoulli(intensity), seed 0 for train and 1 "
+                  "for test (fixed, like Larochelle & Murray's binarised MNIST)",
+    "threshold": "binarised by intensity > 0.5",
+}
+
+
+@functools.lru_cache(maxsize=None)
+def binary_images(name: str, split: str, scheme: str = "stochastic") -> tuple[torch.Tensor, torch.Tensor]:
+    """``(N, 1, 28, 28)`` images of 0s and 1s (float32) and labels, for models of binary pixels.
+
+    Likelihoods are only comparable under the same preprocessing (Goodfellow et al. §20.14), so every
+    binary model uses this one function and its card names the scheme (:data:`BINARISATIONS`)."""
+    if scheme not in BINARISATIONS:
+        raise ValueError(f"Unknown binarisation {scheme!r}; choose from {sorted(BINARISATIONS)}.")
+    x, y = images(name, split)
+    if scheme == "threshold":
+        return (x > 0.5).float(), y
+    g = torch.Generator().manual_seed(SPLITS.index(split))
+    return torch.bernoulli(x, generator=g), y
+
+
 def prepare_image(gray: np.ndarray, dataset: str) -> torch.Tensor:
     """A user's drawing or photo (H, W) floats in [0, 1] -> (1, 1, 28, 28) like the dataset's images.
 

@@ -25,6 +25,9 @@ Image families need nothing more. Other families plug in through optional hooks:
   drawn with ``score_kwargs``); text families return a string.
 * ``kind``: ``"image"`` families get classifier scores on their cards and the image contract tests;
   ``unit`` names what the training speed counts (images/s, sequences/s).
+* ``log_likelihood(model, x) -> Tensor``: per-example log p(x) in nats of held-out examples, in the
+  family's own preprocessing (say which in the data info's ``preprocessing``); ``likelihood`` says
+  whether it is ``"exact"`` or a lower ``"bound"`` (an ELBO). The likelihood table ranks these.
 * ``describe(config_dict) -> str``: the few words that tell this family's checkpoints apart
   ("latent 16, β 4"), and ``card_lines(metrics) -> list[str]``: the card's held-out metric lines,
   in the family's own terms. The studio shows both and never names a family's config keys.
@@ -62,6 +65,8 @@ class Family:
     unit: str = "images"  # what one training example is, for speeds
     describe: Callable[[dict], str] | None = None  # config dict -> "latent 16, β 4" (default: nothing)
     card_lines: Callable[[dict], list[str]] | None = None  # held-out metrics -> lines (default: generic)
+    log_likelihood: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None  # per-example nats
+    likelihood: str = "exact"  # what log_likelihood gives: "exact", or "bound" (a lower bound, e.g. an ELBO)
 
     def summary(self, config: dict) -> str:
         """The family's own few words about a config (for checkpoint lists and cards)."""
