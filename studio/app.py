@@ -1,9 +1,15 @@
-"""build_app(): the studio page, one tab per family, with a shared header."""
+"""build_app(): the studio page, one tab per family, with a shared header; serving(): how it is served."""
 from __future__ import annotations
 
-import gradio as gr
+import re
+import types
 
-from studio import parts
+import gradio as gr
+import pydantic
+from gradio.exceptions import ComponentProcessingError
+
+from models.core import RUNS
+from studio import lanes, parts
 from studio.tabs import diffusion, gan, gan_lab, latent, music, paint, text, vae
 
 TABS = [vae, gan, gan_lab, diffusion, latent, text, music, paint]  # one module per tab: TITLE and build(demo)
@@ -11,6 +17,8 @@ TABS = [vae, gan, gan_lab, diffusion, latent, text, music, paint]  # one module 
 HEADER = """# Generative Deep Learning Studio
 Explore generative models by clicking: every tab has a shipped checkpoint trained by this project,
 live controls, the views that show how the model works, and training in the page. Runs offline."""
+
+STATE_SESSIONS = 256  # visitors whose per-session state is kept at once (the oldest is dropped first)
 
 
 def build_app() -> gr.Blocks:
@@ -23,6 +31,36 @@ def build_app() -> gr.Blocks:
                 page.tab = tab.TITLE
                 with gr.Tab(tab.TITLE):
                     tab.build(page)
-    demo.queue(default_concurrency_limit=4)
+    # named actions run in lanes (studio.lanes); the page's own events (cards, views chained after a
+    # checkpoint choice) keep Gradio's per-event limit; the whole queue is bounded
+    demo.queue(max_size=lanes.QUEUE_MAX, default_concurrency_limit=4)
     demo.studio_actions = page.actions
+    demo.preprocess_data = types.MethodType(_checked_preprocess, demo)
     return demo
+
+
+_gradio_preprocess = gr.Blocks.preprocess_data
+
+
+async def _checked_preprocess(demo, block_fn, inputs, state, explicit_call=False):
+    """Gradio's own reading of the values sent to an event, with a clear message (not a bare "error")
+    when a value is not of the kind its control takes: a word for a slider, a number for a file."""
+    try:
+        return await _gradio_preprocess(demo, block_fn, inputs, state, explicit_call)
+    except (ComponentProcessingError, pydantic.ValidationError) as e:
+        where = re.search(r"at index (\d+)", str(e))
+        block = block_fn.inputs[int(where[1])] if where and int(where[1]) < len(block_fn.inputs) else None
+        value = inputs[int(where[1])] if block is not None and int(where[1]) < len(inputs) else None
+        label = getattr(block, "label", None) or (type(block).__name__ if block is not None else "a value")
+        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:60] + "…"
+        raise gr.Error(f"{label}: {shown} is not a value this control takes"
+                       + (f" ({type(block).__name__.lower()})." if block is not None else "."),
+                       print_exception=False) from None
+
+
+def serving(auth: tuple[str, str] | None = None) -> dict:
+    """``launch()`` settings: uploads bounded in size, files served only from Gradio's own cache (never
+    the user's runs, checkpoints and uploads), bounded threads and per-visitor state, optional login."""
+    return {"max_file_size": parts.MAX_UPLOAD_BYTES, "max_threads": lanes.THREADS, "allowed_paths": [],
+            "blocked_paths": [str(RUNS)], "state_session_capacity": STATE_SESSIONS, "auth": auth,
+            "show_error": False}

@@ -30,12 +30,13 @@ from PIL import Image, PngImagePlugin
 
 from models import FAMILIES
 from models.core import train as training
-from studio import jobs, widgets
+from studio import jobs, lanes, widgets
 from studio.jobs import owner_of
 
 VERSION = "0.12"  # studio version recorded in every provenance record
 UPLOADS = training.RUNS / "uploads"
 STATE_TTL_S = 3600  # a departed visitor's per-session state is freed after this long
+MAX_UPLOAD_BYTES = 50 << 20  # the largest file a visitor may upload (Gradio refuses bigger ones on arrival)
 
 
 # --- named actions -------------------------------------------------------------------------------
@@ -46,6 +47,7 @@ class Action:
     tab: str
     fn: Callable
     example: dict = field(default_factory=dict)  # inputs the page's defaults leave empty (uploads, sketches)
+    lane: str = "cheap"  # studio.lanes: how many run at once and may wait
 
 
 @dataclass
@@ -57,15 +59,20 @@ class Page:
     tab: str = ""
 
     def action(self, trigger, fn, inputs, outputs, api_name: str, names: list[str] | None = None,
-               example: dict | None = None, **kwargs):
+               example: dict | None = None, heavy: bool | None = None, lane: str | None = None, **kwargs):
         """Wire a main action: ``trigger(fn, ...)`` with a meaningful ``api_name``, registered for the
-        API tests. ``names`` (when ``fn`` takes ``*values``) name its parameters after the controls."""
+        API tests. ``names`` (when ``fn`` takes ``*values``) name its parameters after the controls.
+        It runs in a lane (:mod:`studio.lanes`): ``heavy`` when the handler streams, unless ``heavy=`` or
+        ``lane=`` say otherwise."""
         if any(a.api_name == api_name for a in self.actions):
             raise ValueError(f"API name {api_name!r} is used twice.")
         if names is not None:
             fn = named(fn, names)
-        self.actions.append(Action(api_name, self.tab, fn, example or {}))
-        return trigger(fn, inputs, outputs, api_name=api_name, **kwargs)
+        where = lanes.lane_for(fn, heavy, lane)
+        fn = where.guard(fn)
+        self.actions.append(Action(api_name, self.tab, fn, example or {}, where.name))
+        return trigger(fn, inputs, outputs, api_name=api_name, concurrency_id=f"lane-{where.name}",
+                       concurrency_limit=where.gradio_limit, **kwargs)
 
     def on_load(self, fn, inputs, outputs, **kwargs):
         return self.demo.load(fn, inputs, outputs, api_name=False, **kwargs)
@@ -286,13 +293,15 @@ class TrainPanel:
         names = (names or [_param(c) for c in inputs]) + ["steps", "batch_size", "lr"]
         page.action(self.start.click, start, [*inputs, *common, self.name, header.dropdown], outputs,
                     api_name=f"{prefix}_train", names=[*names, "run_name", "checkpoint"],
-                    show_progress_on=[self.status])
+                    show_progress_on=[self.status], lane="train")
         page.action(self.resume.click, resume, [self.name, self.steps, header.dropdown], outputs,
                     api_name=f"{prefix}_train_resume", names=["run_name", "steps", "checkpoint"],
-                    show_progress_on=[self.status])
-        page.action(self.cancel.click, cancel, None, self.status, api_name=f"{prefix}_train_cancel", names=[])
+                    show_progress_on=[self.status], lane="train")
+        page.action(self.cancel.click, cancel, None, self.status, api_name=f"{prefix}_train_cancel", names=[],
+                    lane="control")
         page.action(self.plan.click, plan, [*inputs, *common, self.budget], [self.plan_note, self.steps],
-                    api_name=f"{prefix}_train_plan", names=[*names, "budget"], show_progress_on=[self.plan_note])
+                    api_name=f"{prefix}_train_plan", names=[*names, "budget"], show_progress_on=[self.plan_note],
+                    heavy=True)
         self.import_file.upload(named(import_checkpoint, ["file"]), self.import_file,
                                 [header.dropdown, self.import_note], api_name=False)
         return self
@@ -407,7 +416,7 @@ def save_text(text: str, record: dict, filename: str) -> list[str]:
     return [str(path), str(beside)]
 
 
-def store_upload(file_path, suffixes: tuple[str, ...], folder: str, max_bytes: int = 50 << 20) -> Path:
+def store_upload(file_path, suffixes: tuple[str, ...], folder: str, max_bytes: int = MAX_UPLOAD_BYTES) -> Path:
     """Keep an upload under a name that includes its content hash: a later upload with the same file
     name but other contents gets its own file, so a run keeps training on the data it started with."""
     src = Path(file_path)

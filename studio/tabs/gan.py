@@ -331,6 +331,6 @@ def build(page: parts.Page):
     train.wire(page, train_config, [t_data, t_cond, t_loss, t_critic, t_gp, t_smooth, t_noise, t_drop, t_lr_d], KEYS,
                api_prefix="gan", extra_outputs=[shown["notes"], frames, shown["slider"]], extra=follow_run)
     page.action(t_switch.click, switch_live, [t_loss, t_critic, t_gp, t_smooth, t_noise, t_lr_d, train.lr],
-                t_switched, api_name="gan_train_switch")
+                t_switched, api_name="gan_train_switch", lane="control")
     shown["slider"].change(replay, [frames, shown["slider"]], [shown["image"], shown["label"]], api_name=False,
                            show_progress="hidden")
