@@ -1,12 +1,13 @@
 """build_app(): the studio page, one tab per family, with a shared header; serving(): how it is served."""
 from __future__ import annotations
 
+import math
 import re
 import types
 
 import gradio as gr
 import pydantic
-from gradio.exceptions import ComponentProcessingError
+from gradio.exceptions import ComponentProcessingError, InvalidPathError
 
 from models.core import RUNS
 from studio import lanes, parts
@@ -42,25 +43,28 @@ def build_app() -> gr.Blocks:
 _gradio_preprocess = gr.Blocks.preprocess_data
 
 
+def _refuse(block, value, why: str):
+    label = getattr(block, "label", None) or (type(block).__name__ if block is not None else "A value")
+    shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:60] + "…"
+    raise gr.Error(f"{label}: {shown} {why}", print_exception=False)
+
+
 async def _checked_preprocess(demo, block_fn, inputs, state, explicit_call=False):
     """Gradio's own reading of the values sent to an event, with a clear message (not a bare "error")
-    when a value is not of the kind its control takes: a word for a slider, a number for a file."""
+    when a value is not of the kind its control takes (a word for a slider, NaN for a number, a number
+    for a file) or names a file on the server that the visitor did not upload."""
+    for block, value in zip(block_fn.inputs, inputs):
+        if isinstance(block, (gr.Slider, gr.Number)) and isinstance(value, float) and not math.isfinite(value):
+            _refuse(block, value, "is not a number this control takes (it must be finite).")
     try:
         return await _gradio_preprocess(demo, block_fn, inputs, state, explicit_call)
+    except InvalidPathError:
+        raise gr.Error("A file must be uploaded to the studio before it is used: the studio never opens a path "
+                       "on the server that a visitor names.", print_exception=False) from None
     except (ComponentProcessingError, pydantic.ValidationError) as e:
         where = re.search(r"at index (\d+)", str(e))
-        block = block_fn.inputs[int(where[1])] if where and int(where[1]) < len(block_fn.inputs) else None
-        value = inputs[int(where[1])] if block is not None and int(where[1]) < len(inputs) else None
-        label = getattr(block, "label", None) or (type(block).__name__ if block is not None else "a value")
-        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:60] + "…"
-        raise gr.Error(f"{label}: {shown} is not a value this control takes"
-                       + (f" ({type(block).__name__.lower()})." if block is not None else "."),
-                       print_exception=False) from None
-
-
-def serving(auth: tuple[str, str] | None = None) -> dict:
-    """``launch()`` settings: uploads bounded in size, files served only from Gradio's own cache (never
-    the user's runs, checkpoints and uploads), bounded threads and per-visitor state, optional login."""
-    return {"max_file_size": parts.MAX_UPLOAD_BYTES, "max_threads": lanes.THREADS, "allowed_paths": [],
-            "blocked_paths": [str(RUNS)], "state_session_capacity": STATE_SESSIONS, "auth": auth,
-            "show_error": False}
+        i = int(where[1]) if where else -1
+        block = block_fn.inputs[i] if 0 <= i < len(block_fn.inputs) else None
+        value = inputs[i] if block is not None and i < len(inputs) else None
+        _refuse(block, value, "is not a value this control takes"
+                + (f" ({type(block).__name__.lower()})." if block is not None else "."))

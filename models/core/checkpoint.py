@@ -230,7 +230,8 @@ def load(path, families: dict | None = None, device=None):
         config = make_config(fam.config_cls, meta["config"])
     except (ValueError, TypeError, KeyError) as e:
         raise ValueError(f"{Path(path).name} has a config this version cannot use: {e}") from None
-    model = fam.build(config)
+    with torch.random.fork_rng(devices=[]):  # the initial weights are overwritten: leave the global RNG alone
+        model = fam.build(config)
     check_matches(path, model, family)
     try:
         missing, unexpected = safetensors.torch.load_model(model, str(path), strict=False)
