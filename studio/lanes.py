@@ -11,6 +11,13 @@ one of a few lanes, each a group with its own running limit and a bounded waitin
   trains in its own thread, niced, in :mod:`studio.jobs`);
 * ``control``: cancel and live changes, which must never wait behind the work they control.
 
+The cores themselves are shared by ``cheap`` and ``heavy`` calls through :class:`Cores`: at most half
+the cores' worth of them compute at once (each already uses every core through torch's threads, and
+oversubscribed OpenMP teams slow everyone down), a waiting heavy call goes before waiting cheap ones,
+and a stream that has computed for :data:`SLICE_S` lets one waiting cheap call through between two of
+its items. So a heavy generator under a room's load stays near its idle time, and a cheap call waits
+at most about a slice behind it.
+
 A visitor who arrives when a lane's waiting room is full is told at once, in the page and through
 the API: "The studio is busy: 6 requests are ahead of you ...". Gradio's own ``max_size`` bounds the
 whole queue as a last resort (its message there is its own: "currently busy").
@@ -25,11 +32,59 @@ import functools
 import inspect
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 
 import gradio as gr
 
 CORES = os.cpu_count() or 2
+
+
+SLICE_S = 1.0  # a stream computes this long before a waiting cheap call gets a turn
+
+
+class Cores:
+    """Turns to compute, shared by cheap and heavy calls: heavy waiters first, cheap ones between slices."""
+
+    def __init__(self, turns: int):
+        self.turns = turns
+        self._free = turns
+        self._cv = threading.Condition()
+        self._waiting = {"heavy": 0, "cheap": 0}
+        self._cheap_granted = 0
+
+    def acquire(self, heavy: bool) -> None:
+        kind = "heavy" if heavy else "cheap"
+        with self._cv:
+            self._waiting[kind] += 1
+            try:
+                while not (self._free > 0 and (heavy or self._waiting["heavy"] == 0)):
+                    self._cv.wait()
+                self._free -= 1
+                if not heavy:
+                    self._cheap_granted += 1
+            finally:
+                self._waiting[kind] -= 1
+
+    def release(self) -> None:
+        with self._cv:
+            self._free += 1
+            self._cv.notify_all()
+
+    def pass_turn(self) -> None:
+        """A heavy holder's pause between two items: one waiting cheap call computes, then it goes on."""
+        with self._cv:
+            if not self._waiting["cheap"]:
+                return
+            granted = self._cheap_granted
+            self._free += 1
+            self._cv.notify_all()
+            while not (self._free > 0 and (self._cheap_granted > granted or not self._waiting["cheap"])):
+                self._cv.wait()
+            self._free -= 1
+
+
+CORES_TURNS = Cores(max(1, CORES // 2))
 
 
 @dataclass
@@ -38,6 +93,8 @@ class Lane:
     running: int  # calls of this lane that run at once
     waiting: int  # calls that may wait for a turn; one more is told the studio is busy
     what: str  # how the busy message names the work
+    computes: bool = False  # takes a turn of the cores (cheap and heavy work, not polling or control)
+    heavy: bool = False  # goes before cheap work for the cores
     _slots: threading.Semaphore = field(init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _inside: int = field(default=0, repr=False)  # running + waiting now
@@ -65,8 +122,12 @@ class Lane:
                                f"{self.waiting} may wait). Try again in a minute.", print_exception=False)
             self._inside += 1
         self._slots.acquire()
+        if self.computes:
+            CORES_TURNS.acquire(self.heavy)
 
     def leave(self) -> None:
+        if self.computes:
+            CORES_TURNS.release()
         self._slots.release()
         with self._lock:
             self._inside -= 1
@@ -78,7 +139,12 @@ class Lane:
             def streaming(*args, **kwargs):
                 self.enter()
                 try:  # released when the stream ends, fails or is closed (a visitor left)
-                    yield from fn(*args, **kwargs)
+                    since = time.monotonic()
+                    for item in fn(*args, **kwargs):
+                        yield item
+                        if self.computes and time.monotonic() - since > SLICE_S:
+                            CORES_TURNS.pass_turn()
+                            since = time.monotonic()
                 finally:
                     self.leave()
 
@@ -96,8 +162,8 @@ class Lane:
 
 
 LANES = {lane.name: lane for lane in (
-    Lane("cheap", max(1, CORES // 2), 16, "quick views"),
-    Lane("heavy", max(1, CORES // 4), 6, "streamed generation and planning"),
+    Lane("cheap", max(1, CORES // 2), 16, "quick views", computes=True),
+    Lane("heavy", max(1, CORES // 4), 6, "streamed generation and planning", computes=True, heavy=True),
     Lane("train", 8, 8, "following training runs"),
     Lane("control", 4, 16, "cancel and live changes"),
 )}
