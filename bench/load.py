@@ -132,7 +132,7 @@ def rss_mb(port: int) -> float | None:
     return None
 
 
-def run(url: str, seconds: float, cheap_clients: int = 6, idle_calls: int = 3) -> dict:
+def run(url: str, seconds: float, cheap_clients: int = 6, idle_calls: int = 2) -> dict:
     """The whole load; returns the tallies and figures (also what the test asserts on)."""
     from gradio_client import Client
 
@@ -153,6 +153,7 @@ def run(url: str, seconds: float, cheap_clients: int = 6, idle_calls: int = 3) -
     stop.set()
     for t in threads:
         t.join(180)
+    idle += [heavy_once(heavy_client, seed=i)[0] for i in range(idle_calls)]  # idle again, after the load
     for c in clients:
         c.close()
     idle_median = statistics.median(idle)
