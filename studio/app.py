@@ -7,10 +7,11 @@ import types
 
 import gradio as gr
 import pydantic
+from PIL import Image
 from gradio.exceptions import ComponentProcessingError, InvalidPathError
 
 from models.core import RUNS
-from studio import lanes, parts
+from studio import lanes, parts, widgets
 from studio.tabs import diffusion, gan, gan_lab, latent, music, paint, text, vae
 
 TABS = [vae, gan, gan_lab, diffusion, latent, text, music, paint]  # one module per tab: TITLE and build(demo)
@@ -66,5 +67,16 @@ async def _checked_preprocess(demo, block_fn, inputs, state, explicit_call=False
         i = int(where[1]) if where else -1
         block = block_fn.inputs[i] if 0 <= i < len(block_fn.inputs) else None
         value = inputs[i] if block is not None and i < len(inputs) else None
+        if isinstance(e.__cause__, Image.DecompressionBombError):
+            _refuse(block, value, "is an image far too large to open (a decompression bomb?): the studio takes "
+                    f"images up to {widgets.MAX_UPLOAD_PIXELS // 1_000_000} megapixels.")
         _refuse(block, value, "is not a value this control takes"
                 + (f" ({type(block).__name__.lower()})." if block is not None else "."))
+
+
+def serving(auth: tuple[str, str] | None = None) -> dict:
+    """``launch()`` settings: uploads bounded in size, files served only from Gradio's own cache (never
+    the user's runs, checkpoints and uploads), bounded threads and per-visitor state, optional login."""
+    return {"max_file_size": parts.MAX_UPLOAD_BYTES, "max_threads": lanes.THREADS, "allowed_paths": [],
+            "blocked_paths": [str(RUNS)], "state_session_capacity": STATE_SESSIONS, "auth": auth,
+            "show_error": False}

@@ -457,6 +457,6 @@ def build(page: parts.Page):
     attention_in, attention_out = [ckpt, plain, a_layer, a_head, a_window], [a_img, a_all, a_caption]
     page.action(a_btn.click, attention_view, attention_in, attention_out, api_name="text_attention")
     gen.then(attention_after, attention_in, attention_out, api_name=False)
-    t_upload.upload(upload_corpus, t_upload, [t_data, t_upload_msg], api_name=False)
+    t_upload.upload(friendly(upload_corpus), t_upload, [t_data, t_upload_msg], api_name=False)
     train.wire(page, train_config, [t_family, t_data, t_level, t_size, t_cell, t_layers], ["loss"],
                render=lambda sample: sample, api_prefix="text")
