@@ -43,7 +43,7 @@ import hostile
 from studio import jobs
 
 EXAMPLES = 6  # in-process examples per endpoint
-ENDPOINT_BUDGET_S = 2.0  # once an endpoint has used this much time, its remaining examples are skipped
+ENDPOINT_BUDGET_S = 1.5  # once an endpoint has used this much time, its remaining examples are skipped
 STREAM_ITEMS = 2  # items read from a streaming handler before it is closed
 CALL_LIMIT_S = 60.0  # a call that takes longer is a hang
 STARTS_RUN = re.compile(r"_train(_resume)?$")
@@ -238,7 +238,7 @@ def _short(values) -> str:
 
 # --- over HTTP ------------------------------------------------------------------------------------
 
-HTTP_EXAMPLES = 2  # hostile draws per endpoint through the served app
+HTTP_EXAMPLES = 1  # hostile draws per endpoint through the served app
 GENERIC = "has raised an exception"  # what Gradio says when it has no message (a crash)
 
 
