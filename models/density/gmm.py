@@ -99,7 +99,8 @@ def bound(gamma, joint) -> float:
 
 
 def check_k(k, n_points: int) -> int:
-    if isinstance(k, bool) or not isinstance(k, (int, float, np.integer)) or k != int(k) or not 1 <= k <= MAX_K:
+    if (isinstance(k, bool) or not isinstance(k, (int, float, np.integer)) or not math.isfinite(k)
+            or k != int(k) or not 1 <= k <= MAX_K):
         raise ValueError(f"k (the number of components) must be a whole number from 1 to {MAX_K}; got {k!r}.")
     k = int(k)
     if k > n_points:
