@@ -97,14 +97,15 @@ def normal(mu, sigma, heights: str):
     ll_yours = gaussian.log_likelihood(h[:, None], [mu], [[sigma ** 2]])
     fig = canvas((7.0, 3.8))
     ax = fig.add_subplot()
-    ax.hist(h.numpy(), bins=40, density=True, color="0.8", label=f"Galton: {who} ({len(h)})")
+    edges = np.arange(float(h.min()) - gaussian.INCH / 2, float(h.max()) + gaussian.INCH, gaussian.INCH)  # Galton's inches
+    ax.hist(h.numpy(), bins=edges, density=True, color="0.8", label=f"Galton: {who} ({len(h)})")
     xs = np.linspace(130, 215, 500)
     ax.plot(xs, gaussian.normal_pdf(xs, mu, sigma).numpy(), color="C3", lw=2, label=f"yours N({mu:.1f}, {sigma:.1f}²)")
     ax.plot(xs, gaussian.normal_pdf(xs, mu_hat, sigma_hat).numpy(), color="C0", lw=2, ls="--",
             label=f"ML fit N({mu_hat:.1f}, {sigma_hat:.1f}²)")
     ax.set_xlabel("height (cm)")
     ax.set_ylabel("density")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left")
     ax.grid(alpha=0.3)
     text = (f"Maximum likelihood: μ̂ = mean = **{mu_hat:.2f} cm**, σ̂ = √(mean squared deviation) = "
             f"**{sigma_hat:.2f} cm**. Log-likelihood of the {len(h)} heights: fit **{fit.log_likelihood:,.1f}** "
@@ -130,10 +131,10 @@ def _sigma(var1, var2, cov12):
     return [[var1, cov12], [cov12, var2]]
 
 
-def surface(ax, X, Y, Z, title: str):
+def surface(ax, X, Y, Z, title: str, xlabel: str = "x₁", ylabel: str = "x₂"):
     ax.plot_surface(X, Y, Z, cmap="viridis", linewidth=0, antialiased=False, rcount=60, ccount=60)
-    ax.set_xlabel("x₁")
-    ax.set_ylabel("x₂")
+    ax.set_xlabel(xlabel, fontsize=8)
+    ax.set_ylabel(ylabel, fontsize=8)
     ax.set_zlabel("p(x)")
     ax.set_title(title, fontsize=9)
 
@@ -195,11 +196,11 @@ def fit_data(data: str, csv_file, seed):
     X, Y, Z = gaussian.density_grid(fit.mu, fit.cov, xlim, ylim, 100)
     fig = canvas((5.4, 4.6))
     ax = fig.add_subplot()
-    ax.contour(X, Y, Z, levels=8, cmap="viridis")
+    ax.contour(X, Y, Z, levels=8, cmap="viridis", alpha=0.5, linewidths=0.8)
     ax.scatter(x[:, 0].numpy(), x[:, 1].numpy(), s=5, color="0.25", alpha=0.6)
     for r in (1, 2):
         centre, w, h, angle = gmm.ellipse(fit.mu.numpy(), fit.cov.numpy(), r)
-        ax.add_patch(Ellipse(centre, w, h, angle=angle, fill=False, color="C3", lw=1.5, ls="-" if r == 1 else "--"))
+        ax.add_patch(Ellipse(centre, w, h, angle=angle, fill=False, color="C3", lw=2, ls="-" if r == 1 else "--"))
     ax.plot(*fit.mu.numpy(), "x", color="C3", ms=10, mew=2)
     ax.set_xlim(*xlim)
     ax.set_ylim(*ylim)
@@ -207,7 +208,8 @@ def fit_data(data: str, csv_file, seed):
     ax.set_ylabel(table.ylabel)
     ax.set_title(f"{table.title}: ML normal (1σ, 2σ)", fontsize=9)
     fig3 = canvas((5.2, 4.6))
-    surface(fig3.add_subplot(projection="3d"), X, Y, Z, "the fitted density")
+    short = lambda label: label.split(" (")[0][:24]
+    surface(fig3.add_subplot(projection="3d"), X, Y, Z, "the fitted density", short(table.xlabel), short(table.ylabel))
     m, c = fit.mu.numpy(), fit.cov.numpy()
     text = (f"**{table.title}**{' (' + table.source + ')' if table.source else ''}  \n"
             f"μ̂ = ({m[0]:.4g}, {m[1]:.4g}),  Σ̂ = [[{c[0, 0]:.4g}, {c[0, 1]:.4g}], [{c[1, 0]:.4g}, {c[1, 1]:.4g}]] "
@@ -264,7 +266,7 @@ def plane(path: dict | None = None, arrow: tuple | None = None) -> np.ndarray:
     ax.plot(1, 1, "*", color="gold", ms=14, mec="k", label="minimum (1, 1)")
     if path:
         p = np.asarray(path["points"])
-        ax.plot(p[:, 0], p[:, 1], "-", color="C3", lw=1.2, label=f"{path['optimizer']}, {len(p) - 1} steps")
+        ax.plot(p[:, 0], p[:, 1], "-", color="C3", lw=1.2, label=f"{path['optimizer']}, {path['steps']:,} steps")
         ax.plot(p[0, 0], p[0, 1], "o", color="white", mec="k", ms=6)
         ax.plot(p[-1, 0], p[-1, 1], "o", color="C3", mec="k", ms=6)
     if arrow:
@@ -295,7 +297,7 @@ def descend(x0, x1, lr, iterations, optimizer):
     path = descent.descend(x0, x1, lr, n, optimizer)
     wall = time.perf_counter() - t
     keep = np.unique(np.linspace(0, len(path.points) - 1, min(len(path.points), 2000)).round().astype(int))
-    kept = {"points": path.points[keep].tolist(), "optimizer": optimizer}
+    kept = {"points": path.points[keep].tolist(), "optimizer": optimizer, "steps": len(path.points) - 1}
     fig = canvas((5.0, 3.2))
     ax = fig.add_subplot()
     ax.semilogy(np.arange(len(path.values)), path.values.clamp_min(1e-300).numpy(), color="C3")
@@ -310,7 +312,7 @@ def descend(x0, x1, lr, iterations, optimizer):
                 "Try a smaller learning rate, e.g. the book's 0.001.")
     else:
         text = (f"After **{n:,}** steps of {optimizer} (lr {lr:g}): x = ({e0:.4f}, {e1:.4f}), f = "
-                f"{float(path.values[-1]):.3g}; the minimum is f(1, 1) = 0. {wall:.2f} s here.")
+                f"{float(path.values[-1]):.3g} (the minimum is f(1, 1) = 0); {wall:.2f} s on this machine.")
     return kept, plane(kept), widgets.figure_to_array(fig), text
 
 
@@ -319,7 +321,7 @@ def gradient(x0, x1, path=None):
     """f and ∇f at (x0, x1) from autograd, as an arrow on the plane (over the last path, if any)."""
     x0, x1 = number(x0, "x₀", -10, 10), number(x1, "x₁", -10, 10)
     f, g = descent.gradient_at(x0, x1)
-    if path is not None and not (isinstance(path, dict) and "points" in path):
+    if path is not None and not (isinstance(path, dict) and {"points", "optimizer", "steps"} <= set(path)):
         path = None
     text = (f"At (x₀, x₁) = ({x0:.3f}, {x1:.3f}): f = **{f:.4g}**, ∇f = (**{g[0]:.4g}**, **{g[1]:.4g}**) from "
             f"`y.backward()`, |∇f| = {math.hypot(*g):.4g}. The arrow points downhill (−∇f), drawn at a fixed length.")
@@ -540,7 +542,7 @@ def build(page: parts.Page):
                 fit1_btn = gr.Button("Set μ, σ to the maximum-likelihood fit", variant="primary",
                                      elem_id="gaussians-normal-fit")
             with gr.Row():
-                normal_img = gr.Image(label="Heights and two normals", format="png", interactive=False)
+                normal_img = gr.Image(label="Heights and two normals", format="png", interactive=False, show_label=False, height=380)
                 normal_md = gr.Markdown()
         with gr.Accordion("Multivariate normal explorer", open=True):
             gr.Markdown("Σ = [[σ₁², σ₁₂], [σ₁₂, σ₂²]] must be positive definite: σ₁² > 0, σ₂² > 0 and "
@@ -557,8 +559,8 @@ def build(page: parts.Page):
                 mvn_btn = gr.Button("Draw", variant="primary", elem_id="gaussians-mvn")
             mvn_md = gr.Markdown(elem_id="gaussians-mvn-status")
             with gr.Row():
-                contour_img = gr.Image(label="Contours and samples", format="png", interactive=False)
-                surface_img = gr.Image(label="3-D surface", format="png", interactive=False)
+                contour_img = gr.Image(label="Contours and samples", format="png", interactive=False, show_label=False, height=460)
+                surface_img = gr.Image(label="3-D surface", format="png", interactive=False, show_label=False, height=460)
         with gr.Accordion("Maximum-likelihood fit of a data set", open=True):
             with gr.Row():
                 fit_data_dd = gr.Dropdown(DATA_CHOICES, value=gaussian.REAL[1], label="Data")
@@ -566,8 +568,8 @@ def build(page: parts.Page):
                 fit_btn = gr.Button("Fit a normal", variant="primary", elem_id="gaussians-fit")
             fit_md = gr.Markdown()
             with gr.Row():
-                fit_img = gr.Image(label="Data and the fitted normal", format="png", interactive=False)
-                fit_surface = gr.Image(label="Fitted density", format="png", interactive=False)
+                fit_img = gr.Image(label="Data and the fitted normal", format="png", interactive=False, show_label=False, height=460)
+                fit_surface = gr.Image(label="Fitted density", format="png", interactive=False, show_label=False, height=460)
         with gr.Accordion("Gradient descent playground: the Rosenbrock function", open=True):
             gr.Markdown("The book's loop: `y = rosenbrock(x0, x1); y.backward(); x -= lr * x.grad`, from (0, 2) "
                         "with learning rate 0.001 for 10,000 iterations. Click the plane for autograd's gradient.")
@@ -583,9 +585,9 @@ def build(page: parts.Page):
             gd_md = gr.Markdown(elem_id="gaussians-descend-status")
             with gr.Row():
                 gd_img = gr.Image(label="Path over the contours (click for the gradient)", format="png",
-                                  interactive=False, elem_id="gaussians-plane")
+                                  interactive=False, show_label=False, elem_id="gaussians-plane", height=500)
                 with gr.Column():
-                    gd_curve = gr.Image(label="f per iteration", format="png", interactive=False)
+                    gd_curve = gr.Image(label="f per iteration", format="png", interactive=False, show_label=False, height=320)
                     with gr.Row():
                         g_x0 = gr.Number(value=-1.0, label="Gradient at x₀")
                         g_x1 = gr.Number(value=1.0, label="Gradient at x₁")
@@ -607,14 +609,14 @@ def build(page: parts.Page):
             em_md = gr.Markdown(elem_id="gaussians-em-status")
             with gr.Row():
                 em_img = gr.Image(label="Points coloured by responsibility; 1σ and 2σ ellipses", format="png",
-                                  interactive=False, elem_id="gaussians-em-plane")
-                em_curve_img = gr.Image(label="Log-likelihood per step", format="png", interactive=False)
+                                  interactive=False, show_label=False, elem_id="gaussians-em-plane", height=480)
+                em_curve_img = gr.Image(label="Log-likelihood per step", format="png", interactive=False, show_label=False, height=340)
             gr.Markdown("**Ancestral sampling** from the fitted mixture: z ~ Categorical(π), then x ~ N(μ_z, Σ_z).")
             with gr.Row():
                 s_n = gr.Slider(1, 5000, value=500, step=1, label="Samples")
                 s_seed = widgets.seed_box(label="Sample seed")
                 s_btn = gr.Button("Sample from the mixture", elem_id="gaussians-em-sample")
-            s_img = gr.Image(label="Samples over the data", format="png", interactive=False)
+            s_img = gr.Image(label="Samples over the data", format="png", interactive=False, show_label=False, height=480)
             s_out = parts.output_panel("Download (PNG with provenance, CSV of the samples)", file_count="multiple")
 
     normal_in = [mu, sigma, heights]
@@ -652,5 +654,5 @@ def build(page: parts.Page):
     page.on_load(normal, normal_in, [normal_img, normal_md])
     page.on_load(mvn, mvn_in, mvn_out)
     page.on_load(fit_data, fit_in, [fit_img, fit_surface, fit_md])
-    page.on_load(descend, gd_in, [path_state, gd_img, gd_curve, gd_md])
+    page.on_load(gradient, [g_x0, g_x1, path_state], [gd_img, g_md])  # the plane; Descend draws a path
     page.on_load(em_start, em_in, em_out)
