@@ -34,7 +34,8 @@ MVN_RANGE = 6.0  # the explorer's plane is [-MVN_RANGE, MVN_RANGE]²
 MU_MAX, VAR_MAX, COV_MAX = 4.0, 6.0, 6.0  # slider ranges of the explorer
 COLOURS = np.array([[31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40], [148, 103, 189],
                     [140, 86, 75], [227, 119, 194], [127, 127, 127], [188, 189, 34], [23, 190, 207]]) / 255
-FRAME_S = 0.25  # "Run to convergence" streams a frame at most this often
+FRAME_S = 0.5  # "Run to convergence" streams a frame at most this often
+NO_CSV = {"csv_file": None}  # the API's value for "no upload" (the page's default)
 SUBSTITUTE = ("The book's own height tables (25,000 Hong Kong children) ship in no installable package, "
               "so Galton's 1886 family heights stand in for them; Old Faithful is the book's GMM data.")
 
@@ -403,7 +404,7 @@ def em_plane(session: Session, samples=None) -> np.ndarray:
     ax.set_xlabel(table.xlabel)
     ax.set_ylabel(table.ylabel)
     last = em.history[-1]["step"]
-    what = "ancestral samples" if samples is not None else f"iteration {em.iteration} (after {last})"
+    what = f"ancestral samples at iteration {em.iteration}" if samples is not None else f"iteration {em.iteration} (after {last})"
     ax.set_title(f"{table.title}: k={k}, {what}", fontsize=9)
     return widgets.figure_to_array(fig)
 
@@ -474,19 +475,21 @@ def em_run(session, data, csv_file, seed, k, init, max_iterations):
     """Iterate E and M until the log-likelihood per point rises by less than 10⁻⁶, streaming frames."""
     n = whole(max_iterations, "Max iterations", 1, 5000)
     session, note = current(session, data, csv_file, seed, k, init)
-    em, last, done = session.em, 0.0, False
+    em, done = session.em, False
     start = em.iteration
-    with session.lock:
-        before = em.log_likelihood()
-        while em.iteration - start < n:
-            after = em.step()
-            if (after - before) / len(em.x) < gmm.TOL:
-                done = True
-                break
-            before = after
-            if time.time() - last > FRAME_S:
-                last = time.time()
-                yield em_views(session, note + "Running… ")
+    before = em.log_likelihood()
+    while not done and em.iteration - start < n:
+        with session.lock:  # held for one chunk of steps, never across a yield (a client may leave mid-run)
+            t0 = time.time()
+            while em.iteration - start < n and time.time() - t0 < FRAME_S:
+                after = em.step()
+                done = (after - before) / len(em.x) < gmm.TOL
+                before = after
+                if done:
+                    break
+            views = None if done or em.iteration - start >= n else em_views(session, note + "Running… ")
+        if views is not None:
+            yield views
     said = (f"Converged after {em.iteration - start} more iterations (gain per point below {gmm.TOL:g}). "
             if done else f"Stopped after {n} iterations without converging. ")
     yield em_views(session, note + said)
@@ -507,7 +510,8 @@ def em_sample(session, data, csv_file, seed, k, init, samples, sample_seed):
     x, z = gmm.sample(mix, n, seeded(sample_seed))
     picture = em_plane(session, (x.numpy(), z.numpy()))
     counts = np.bincount(z.numpy(), minlength=mix.k)
-    caption = (f"{note}{n} points drawn with seed **{sample_seed}**: first a component z ~ Categorical(π), then "
+    caption = (f"{note}{n} points drawn with seed **{sample_seed}** from the mixture at iteration "
+               f"{session.em.iteration}: first a component z ~ Categorical(π), then "
                f"x ~ N(μ_z, Σ_z). Per component: {', '.join(f'{j + 1}: {c}' for j, c in enumerate(counts))}.")
     record = parts.provenance(FAMILY, None, sample_seed, data=session.settings[0], data_seed=session.settings[2],
                               k=mix.k, start=session.settings[4], iterations=session.em.iteration, samples=n,
@@ -543,7 +547,7 @@ def build(page: parts.Page):
                                      elem_id="gaussians-normal-fit")
             with gr.Row():
                 normal_img = gr.Image(label="Heights and two normals", format="png", interactive=False, show_label=False, height=380)
-                normal_md = gr.Markdown()
+                normal_md = gr.Markdown(label="Maximum likelihood")
         with gr.Accordion("Multivariate normal explorer", open=True):
             gr.Markdown("Σ = [[σ₁², σ₁₂], [σ₁₂, σ₂²]] must be positive definite: σ₁² > 0, σ₂² > 0 and "
                         "σ₁₂² < σ₁²σ₂². A value that breaks it is refused, and the status says why.")
@@ -557,7 +561,7 @@ def build(page: parts.Page):
                 n_samples = gr.Slider(0, 5000, value=300, step=50, label="Samples")
                 mvn_seed = widgets.seed_box(label="Sample seed")
                 mvn_btn = gr.Button("Draw", variant="primary", elem_id="gaussians-mvn")
-            mvn_md = gr.Markdown(elem_id="gaussians-mvn-status")
+            mvn_md = gr.Markdown(label="Σ", elem_id="gaussians-mvn-status")
             with gr.Row():
                 contour_img = gr.Image(label="Contours and samples", format="png", interactive=False, show_label=False, height=460)
                 surface_img = gr.Image(label="3-D surface", format="png", interactive=False, show_label=False, height=460)
@@ -566,7 +570,7 @@ def build(page: parts.Page):
                 fit_data_dd = gr.Dropdown(DATA_CHOICES, value=gaussian.REAL[1], label="Data")
                 fit_seed = widgets.seed_box(label="Seed (toy shapes)")
                 fit_btn = gr.Button("Fit a normal", variant="primary", elem_id="gaussians-fit")
-            fit_md = gr.Markdown()
+            fit_md = gr.Markdown(label="Fitted normal")
             with gr.Row():
                 fit_img = gr.Image(label="Data and the fitted normal", format="png", interactive=False, show_label=False, height=460)
                 fit_surface = gr.Image(label="Fitted density", format="png", interactive=False, show_label=False, height=460)
@@ -582,7 +586,7 @@ def build(page: parts.Page):
                                      label="Iterations")
                 gd_opt = gr.Radio(list(descent.OPTIMIZERS), value=descent.OPTIMIZERS[0], label="Optimizer")
                 gd_btn = gr.Button("Descend", variant="primary", elem_id="gaussians-descend")
-            gd_md = gr.Markdown(elem_id="gaussians-descend-status")
+            gd_md = gr.Markdown(label="Descent", elem_id="gaussians-descend-status")
             with gr.Row():
                 gd_img = gr.Image(label="Path over the contours (click for the gradient)", format="png",
                                   interactive=False, show_label=False, elem_id="gaussians-plane", height=500)
@@ -592,7 +596,7 @@ def build(page: parts.Page):
                         g_x0 = gr.Number(value=-1.0, label="Gradient at x₀")
                         g_x1 = gr.Number(value=1.0, label="Gradient at x₁")
                         g_btn = gr.Button("Gradient here", elem_id="gaussians-gradient")
-                    g_md = gr.Markdown(elem_id="gaussians-gradient-note")
+                    g_md = gr.Markdown(label="Gradient", elem_id="gaussians-gradient-note")
         with gr.Accordion("Gaussian mixture by EM, step by step", open=True):
             em_state = parts.visitor_state(None)
             with gr.Row():
@@ -606,7 +610,7 @@ def build(page: parts.Page):
                 m_btn = gr.Button("M-step", elem_id="gaussians-em-m")
                 run_btn = gr.Button("Run to convergence", elem_id="gaussians-em-run")
                 em_max = gr.Number(value=500, precision=0, label="Max iterations")
-            em_md = gr.Markdown(elem_id="gaussians-em-status")
+            em_md = gr.Markdown(label="EM status", elem_id="gaussians-em-status")
             with gr.Row():
                 em_img = gr.Image(label="Points coloured by responsibility; 1σ and 2σ ellipses", format="png",
                                   interactive=False, show_label=False, elem_id="gaussians-em-plane", height=480)
@@ -631,7 +635,8 @@ def build(page: parts.Page):
     gr.on([s.release for s in (mu1, mu2, var1, var2, cov12, n_samples)], mvn, mvn_in, mvn_out, api_name=False,
           show_progress="hidden")
     fit_in = [fit_data_dd, csv_file, fit_seed]
-    page.action(fit_btn.click, fit_data, fit_in, [fit_img, fit_surface, fit_md], api_name="gaussians_fit")
+    page.action(fit_btn.click, fit_data, fit_in, [fit_img, fit_surface, fit_md], api_name="gaussians_fit",
+                example=NO_CSV)
     fit_data_dd.change(fit_data, fit_in, [fit_img, fit_surface, fit_md], api_name=False)
     csv_file.upload(uploaded, csv_file, [fit_data_dd, em_data, csv_note], api_name=False)
 
@@ -643,13 +648,13 @@ def build(page: parts.Page):
 
     em_in = [em_state, em_data, csv_file, em_seed, em_k, em_init]
     em_out = [em_state, em_img, em_curve_img, em_md]
-    page.action(start_btn.click, em_start, em_in, em_out, api_name="gaussians_em_start")
-    page.action(e_btn.click, em_e, em_in, em_out, api_name="gaussians_em_e")
-    page.action(m_btn.click, em_m, em_in, em_out, api_name="gaussians_em_m")
+    page.action(start_btn.click, em_start, em_in, em_out, api_name="gaussians_em_start", example=NO_CSV)
+    page.action(e_btn.click, em_e, em_in, em_out, api_name="gaussians_em_e", example=NO_CSV)
+    page.action(m_btn.click, em_m, em_in, em_out, api_name="gaussians_em_m", example=NO_CSV)
     page.action(run_btn.click, em_run, [*em_in, em_max], em_out, api_name="gaussians_em_run",
-                show_progress_on=[em_md])
+                show_progress_on=[em_md], example=NO_CSV)
     page.action(s_btn.click, em_sample, [*em_in, s_n, s_seed], [em_state, s_img, *s_out.outputs],
-                api_name="gaussians_em_sample")
+                api_name="gaussians_em_sample", example=NO_CSV)
 
     page.on_load(normal, normal_in, [normal_img, normal_md])
     page.on_load(mvn, mvn_in, mvn_out)
