@@ -232,3 +232,14 @@ def test_too_large_a_step_is_reported_as_divergence():
                             ({"optimizer": "lbfgs"}, "Optimizer")):
         with pytest.raises(ValueError, match=message):
             descent.descend(**{**descent.BOOK, **kwargs})
+
+
+def test_fit_api_takes_higher_dimensional_codes_as_a_vae_would_give():
+    g = seeded(1)
+    labels = torch.randint(0, 3, (1500, 1), generator=g)
+    codes = (torch.randn(1500, 8, generator=g) + labels * 3.0).requires_grad_()  # float32, straight from a model
+    mix = gmm.fit(codes, 3, generator=seeded(0))
+    assert mix.converged and mix.means.shape == (3, 8)
+    assert np.allclose(sorted(mix.weights.tolist()), sorted((np.bincount(labels[:, 0]) / 1500).tolist()), atol=0.01)
+    x, z = gmm.sample(mix, 50, seeded(2))
+    assert x.shape == (50, 8) and mix.log_prob(x).shape == (50,)

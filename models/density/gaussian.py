@@ -46,6 +46,8 @@ MAX_ABS = 1e12  # coordinates beyond this are refused (their squares would overf
 
 def as_points(points, name: str = "Data", dim: int | None = 2, min_points: int = 1) -> torch.Tensor:
     """``points`` as a float64 (N, D) tensor, refused clearly when it is not finite numbers of that shape."""
+    if isinstance(points, torch.Tensor):
+        points = points.detach().cpu()
     try:
         x = torch.as_tensor(np.asarray(points, dtype=np.float64))
     except (TypeError, ValueError):

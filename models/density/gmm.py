@@ -110,7 +110,7 @@ def check_k(k, n_points: int) -> int:
 
 
 def initialise(x, k: int, init: str, generator: torch.Generator, reg_covar: float = REG_COVAR):
-    """Starting π, μ, Σ: uniform weights, every Σ_k the data's covariance, and the means either k
+    """Starting π, μ, Σ: uniform weights, every Σ_k the data's variances (diagonal), and the means either k
     data points drawn at random or k-means++'s spread-out choice (scikit-learn's ``kmeans_plusplus``)."""
     if init not in INITS:
         raise ValueError(f"Start must be one of {INITS}; got {init!r}.")
@@ -124,8 +124,10 @@ def initialise(x, k: int, init: str, generator: torch.Generator, reg_covar: floa
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
         centres, _ = kmeans_plusplus(x.numpy(), k, random_state=seed)
         means = torch.as_tensor(centres, dtype=torch.float64)
-    centred = x - x.mean(0)
-    cov = centred.T @ centred / len(x) + reg_covar * torch.eye(x.shape[1], dtype=x.dtype)
+    # each Σ_k the data's per-axis variances, without correlations: the first E-step then assigns points
+    # by a distance scaled per axis; the full data covariance would shrink the very directions in which
+    # well-separated clusters lie apart (their spread inflates it there)
+    cov = torch.diag(x.var(0, correction=0) + reg_covar)
     return torch.full((k,), 1.0 / k, dtype=torch.float64), means, cov.expand(k, -1, -1).clone()
 
 

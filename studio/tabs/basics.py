@@ -433,7 +433,7 @@ def em_status(session: Session, note: str = "") -> str:
     row = em.history[-1]
     gain = f", Δ {lls[-1] - lls[-2]:+.4g} over the last iteration" if len(lls) > 1 else ""
     weights = ", ".join(f"{float(w):.3f}" for w in em.weights)
-    what = {"init": "Started: means from " + session.settings[4] + ", every Σ the data's covariance, "
+    what = {"init": "Started: means from " + session.settings[4] + ", every Σ the data's variances, "
                     "equal weights. Press E-step.",
             "E": "E-step done: colours are the responsibilities γ; the bound now touches the log-likelihood. "
                  "Press M-step.",
