@@ -85,6 +85,8 @@ def test_your_csv_without_an_upload_says_so():
         tab.fit_data(tab.YOUR_CSV, None, 0)
     with pytest.raises(gr.Error, match="Data must be one of"):
         tab.fit_data("nope", None, 0)
+    with pytest.raises(gr.Error, match="missing or not a file"):
+        tab.fit_data(tab.YOUR_CSV, "1,2\n3,4\n5,6\n", 0)  # a string is a path, never CSV text
 
 
 def test_descent_draws_the_path_and_reports_divergence():
