@@ -111,15 +111,15 @@ def normal_pdf(x, mu: float, sigma: float) -> torch.Tensor:
     return torch.exp(-((x - mu) ** 2) / (2 * sigma ** 2)) / math.sqrt(2 * math.pi * sigma ** 2)
 
 
-def mvn_log_pdf(x, mu, cov) -> torch.Tensor:
+def mvncholesky_log_pdf(x, mu, cov) -> torch.Tensor:
     """log N(x; μ, Σ) for each row of ``x`` (N, D), through Σ's Cholesky factor."""
     mu = torch.as_tensor(np.asarray(mu, dtype=np.float64))
     cov = check_covariance(cov)
     x = torch.as_tensor(x, dtype=torch.float64)
-    return _log_pdf(x, mu, torch.linalg.cholesky(cov))
+    return cholesky_log_pdf(x, mu, torch.linalg.cholesky(cov))
 
 
-def _log_pdf(x, mu, L) -> torch.Tensor:
+def cholesky_log_pdf(x, mu, L) -> torch.Tensor:
     """log N for x (N, D), μ (..., D), L lower Cholesky (..., D, D) (a batch of components gives
     (..., N)): with y = L⁻¹(x - μ), |y|² is the squared Mahalanobis distance and log|Σ| = 2 Σ log Lᵢᵢ.
     L⁻¹ is a tiny D×D triangular solve; applying it as a matrix product is far faster than a solve
@@ -134,7 +134,7 @@ def _log_pdf(x, mu, L) -> torch.Tensor:
 
 
 def mvn_pdf(x, mu, cov) -> torch.Tensor:
-    return mvn_log_pdf(x, mu, cov).exp()
+    return mvncholesky_log_pdf(x, mu, cov).exp()
 
 
 def density_grid(mu, cov, xlim, ylim, n: int = 120):
@@ -185,14 +185,14 @@ def fit(points) -> Fit:
     except ValueError as e:
         raise ValueError(f"{e} Here the points lie on a line (or on one point), so no normal fits them: "
                          "its likelihood grows without bound as Σ shrinks onto that line.") from None
-    ll = float(_log_pdf(x, mu, torch.linalg.cholesky(cov)).sum())
+    ll = float(cholesky_log_pdf(x, mu, torch.linalg.cholesky(cov)).sum())
     return Fit(mu, cov, ll, len(x))
 
 
 def log_likelihood(points, mu, cov) -> float:
     """Σₙ log N(xₙ; μ, Σ) of a data set under given parameters."""
     x = as_points(points, dim=len(np.atleast_1d(mu)))
-    return float(mvn_log_pdf(x, mu, cov).sum())
+    return float(mvncholesky_log_pdf(x, mu, cov).sum())
 
 
 # --- data sets ------------------------------------------------------------------------------------
@@ -281,7 +281,7 @@ def dataset(name: str, generator: torch.Generator | None = None, n: int = TOY_PO
 def read_csv(path_or_text, name: str | None = None) -> Table:
     """A user's CSV of exactly two numeric columns (an optional header row names the axes). Text in
     a data row, a single column, too few rows or too many are refused with the line that is wrong."""
-    if isinstance(path_or_text, (str, Path)) and Path(path_or_text).is_file():
+    if isinstance(path_or_text, (str, Path)) and is_file(path_or_text):
         path = Path(path_or_text)
         name = name or path.name
         try:
@@ -322,6 +322,15 @@ def read_csv(path_or_text, name: str | None = None) -> Table:
     x = as_points(points, name, dim=2, min_points=3)
     xl, yl = header if header else ("x₁ (column 1)", "x₂ (column 2)")
     return Table(x, xl[:40], yl[:40], f"{name[:60]}, {len(x)} points", "your upload")
+
+
+def is_file(path) -> bool:
+    """Whether ``path`` names an existing file; False (not an error) for names no file can have
+    (too long, a NUL byte)."""
+    try:
+        return Path(path).is_file()
+    except (OSError, ValueError, TypeError):
+        return False
 
 
 def _is_number(s: str) -> bool:

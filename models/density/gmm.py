@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from models.density.gaussian import _log_pdf, as_points
+from models.density.gaussian import cholesky_log_pdf, as_points
 
 INITS = ("k-means++", "random")
 MAX_K = 10
@@ -72,7 +72,7 @@ def component_log_probs(x, weights, means, covs) -> torch.Tensor:
     """log π_k + log N(xₙ; μ_k, Σ_k), (N, K), all components at once."""
     L = torch.linalg.cholesky(covs)  # (K, D, D)
     log_w = torch.log(weights.clamp_min(1e-300))
-    return (log_w[:, None] + _log_pdf(x, means, L)).T
+    return (log_w[:, None] + cholesky_log_pdf(x, means, L)).T
 
 
 def e_step(x, weights, means, covs) -> tuple[torch.Tensor, float]:

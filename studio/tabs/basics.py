@@ -13,11 +13,9 @@ import math
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import gradio as gr
 import numpy as np
-import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Ellipse
 
@@ -75,7 +73,7 @@ def table_of(data: str, csv_file, seed) -> gaussian.Table:
         if not csv_file:
             raise ValueError("Upload a CSV of two numeric columns first (the box at the top of this tab).")
         path = csv_file.get("path") if isinstance(csv_file, dict) else csv_file
-        if not isinstance(path, str) or not Path(path).is_file():
+        if not isinstance(path, str) or not gaussian.is_file(path):
             raise ValueError("The CSV upload is missing or not a file: upload it again.")
         return gaussian.read_csv(path)
     return gaussian.dataset(data, seeded(widgets.seed_of(seed)))
@@ -226,7 +224,7 @@ def uploaded(csv_file):
     if not csv_file:
         return gr.update(), gr.update(), ""
     try:
-        if not Path(csv_file).is_file():
+        if not gaussian.is_file(csv_file):
             raise ValueError("The upload is missing: upload it again.")
         table = gaussian.read_csv(csv_file)
     except ValueError as e:
