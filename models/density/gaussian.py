@@ -111,7 +111,7 @@ def normal_pdf(x, mu: float, sigma: float) -> torch.Tensor:
     return torch.exp(-((x - mu) ** 2) / (2 * sigma ** 2)) / math.sqrt(2 * math.pi * sigma ** 2)
 
 
-def mvncholesky_log_pdf(x, mu, cov) -> torch.Tensor:
+def mvn_log_pdf(x, mu, cov) -> torch.Tensor:
     """log N(x; μ, Σ) for each row of ``x`` (N, D), through Σ's Cholesky factor."""
     mu = torch.as_tensor(np.asarray(mu, dtype=np.float64))
     cov = check_covariance(cov)
@@ -134,7 +134,7 @@ def cholesky_log_pdf(x, mu, L) -> torch.Tensor:
 
 
 def mvn_pdf(x, mu, cov) -> torch.Tensor:
-    return mvncholesky_log_pdf(x, mu, cov).exp()
+    return mvn_log_pdf(x, mu, cov).exp()
 
 
 def density_grid(mu, cov, xlim, ylim, n: int = 120):
@@ -192,7 +192,7 @@ def fit(points) -> Fit:
 def log_likelihood(points, mu, cov) -> float:
     """Σₙ log N(xₙ; μ, Σ) of a data set under given parameters."""
     x = as_points(points, dim=len(np.atleast_1d(mu)))
-    return float(mvncholesky_log_pdf(x, mu, cov).sum())
+    return float(mvn_log_pdf(x, mu, cov).sum())
 
 
 # --- data sets ------------------------------------------------------------------------------------
