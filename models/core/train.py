@@ -7,12 +7,27 @@ card: data, steps, wall time, hardware, the command that reproduces it, and held
 (the family's own, plus classifier scores of its samples for image families). The optimizer state
 and the curve history go to ``runs/state/`` so an interrupted run can ``--resume``.
 
-Batches come from a per-epoch permutation seeded by ``seed + epoch``, so a resumed run sees
-exactly the batches the uninterrupted run would have.
+Batches come from a per-epoch permutation seeded by ``seed + epoch``, and the state file keeps the
+random-number generator's state too, so a resumed run sees exactly the batches and the training noise
+the uninterrupted run would have.
+
+**EMA of weights.** A config with ``ema_decay > 0`` keeps an exponential moving average of the
+weights of the family's ``ema_parts`` (the whole model, or a GAN's generator), with torch's own
+``AveragedModel`` and ``get_ema_multi_avg_fn`` (buffers such as batch-norm statistics averaged too):
+
+    θ_EMA ← d_n · θ_EMA + (1 − d_n) · θ,   d_n = min(decay, (1 + n) / (10 + n)) after update n,
+
+the warm-up of TensorFlow's ``ExponentialMovingAverage(num_updates=...)``, so a few hundred steps
+in the page sample from weights that have already forgotten their random start (the fixed decay
+is reached after about 9,000 updates at 0.999). The checkpoint everyone loads holds the EMA
+weights, so sampling, previews and the card's scores use them; the raw weights the optimizer
+steps sit beside the optimizer state in ``runs/state/`` and a resumed run continues both. The
+card's ``weights`` says which were scored ("EMA, decay 0.999" or "raw").
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import shlex
@@ -24,6 +39,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from models.core import ASSETS, RUNS, checkpoint
 from models.core.family import Family, default_device, device_of, hardware_name, last, seeded
@@ -79,7 +95,7 @@ def _optim_state(opts: dict) -> tuple[dict, dict]:
 def _load_optim_state(opts: dict, tensors: dict, meta: dict) -> None:
     if "optimizer" in meta:  # files written before optimizers had names: one Adam
         meta = {"optimizers": {"adam": meta["optimizer"]}}
-        tensors = {f"adam:{k}": v for k, v in tensors.items()}
+        tensors = {f"adam:{k}": v for k, v in tensors.items() if k.split(".", 1)[0].isdigit()}
     meta = meta["optimizers"]
     for name, opt in opts.items():
         groups, scalars = meta[name]
@@ -124,6 +140,55 @@ def _backward(opt, loss) -> None:
     opt.step()
 
 
+class EMA:
+    """Exponential moving averages of a model's ``parts`` (see the module docstring for the rule)."""
+
+    def __init__(self, model, parts: tuple, decay: float):
+        self.decay, self.parts = decay, tuple(parts)
+        self.averaged = {part: AveragedModel(model.get_submodule(part), multi_avg_fn=self._average,
+                                             use_buffers=True) for part in self.parts}
+
+    def decay_at(self, n: int) -> float:
+        """The decay of the update that follows ``n`` earlier ones."""
+        return min(self.decay, (1 + n) / (10 + n))
+
+    def _average(self, ema_params, params, n) -> None:
+        get_ema_multi_avg_fn(self.decay_at(int(n)))(ema_params, params, n)
+
+    @property
+    def updates(self) -> int:
+        return int(next(iter(self.averaged.values())).n_averaged)
+
+    def update(self, model) -> None:
+        for part, avg in self.averaged.items():
+            avg.update_parameters(model.get_submodule(part))
+
+    def model(self, model):
+        """A copy of ``model`` with the averaged parts in place of the raw ones (the whole model's
+        average is returned as it is)."""
+        if self.parts == ("",):
+            return self.averaged[""].module
+        shown = copy.deepcopy(model)
+        for part, avg in self.averaged.items():
+            shown.get_submodule(part).load_state_dict(avg.module.state_dict())
+        return shown
+
+    def load(self, averaged_model, updates: int) -> None:
+        """Continue from the averaged weights of a checkpoint after ``updates`` updates."""
+        for part, avg in self.averaged.items():
+            avg.module.load_state_dict(averaged_model.get_submodule(part).state_dict())
+            avg.n_averaged.fill_(updates)
+
+    def label(self) -> str:
+        return f"EMA, decay {self.decay:g}"
+
+
+def make_ema(family: Family, model, config) -> EMA | None:
+    """The run's EMA when its config asks for one (``ema_decay > 0``)."""
+    decay = float(getattr(config, "ema_decay", 0.0) or 0.0)
+    return EMA(model, family.ema_parts, decay) if decay > 0 else None
+
+
 def time_steps(family: Family, config, steps: int = 3) -> float:
     """Seconds per training step of ``config`` on this machine: a few real steps on real batches after
     one warm-up step, on a throw-away model (the global RNG is restored afterwards)."""
@@ -144,6 +209,27 @@ def time_steps(family: Family, config, steps: int = 3) -> float:
     return sum(times[1:]) / steps
 
 
+RAW = "weights:"  # prefix of the raw (un-averaged) weights in the state file, kept when EMA is on
+RNG = "rng:"  # prefix of the random-number generator states in the state file
+
+
+def _rng_state(device) -> dict:
+    state = {f"{RNG}cpu": torch.get_rng_state()}
+    if device.type != "cpu":
+        state[f"{RNG}{device.type}"] = torch.get_device_module(device).get_rng_state(device)
+    return state
+
+
+def _set_rng_state(tensors: dict, device) -> bool:
+    """Restore the generator states a state file holds; False when it holds none (older files)."""
+    if f"{RNG}cpu" not in tensors:
+        return False
+    torch.set_rng_state(tensors[f"{RNG}cpu"].cpu())
+    if device.type != "cpu" and f"{RNG}{device.type}" in tensors:
+        torch.get_device_module(device).set_rng_state(tensors[f"{RNG}{device.type}"].cpu(), device)
+    return True
+
+
 def train(family: Family, config, *, name: str, out: Path = RUNS / "checkpoints", resume: bool = False,
           on_progress: Callable[[Progress], None] | None = None, cancel: threading.Event | None = None,
           log_every: int = 50, checkpoint_every: int = 500, preview_every: int | None = None,
@@ -156,21 +242,29 @@ def train(family: Family, config, *, name: str, out: Path = RUNS / "checkpoints"
     device = torch.device(device) if device else default_device()
     out = Path(out)
     weights, optim_path, history_path = paths(name, out)
-    start, history, wall_before = 0, [], 0.0
+    start, history, wall_before, rng = 0, [], 0.0, {}
     torch.manual_seed(seed)  # initial weights and the families' training noise: same seed, same run
     model = family.build(config).to(device)
     opts = _optimizers(family, model, config)
+    ema = make_ema(family, model, config)
     if resume:
         if not weights.exists():
             raise ValueError(f"Nothing to resume: no checkpoint named {name!r} in {out}.")
         old, old_config, meta = checkpoint.load(weights, {family.name: family}, device=device)
         if asdict(replace(old_config, steps=config.steps)) != asdict(config):
             raise ValueError("Resume needs the same settings as the run it continues (only steps may change).")
-        model.load_state_dict(old.state_dict())
         start, wall_before = meta.get("step", 0), meta.get("wall_time_s", 0.0)
+        model.load_state_dict(old.state_dict())  # the checkpoint's weights: the EMA ones when EMA is on
+        if ema is not None:
+            ema.load(old, meta.get("ema_updates", start))
         if optim_path.exists():
             tensors, ometa = checkpoint.load_tensors(optim_path)
-            _load_optim_state(opts, {k: v.to(device) for k, v in tensors.items()}, ometa)
+            tensors = {k: v.to(device) for k, v in tensors.items()}
+            _load_optim_state(opts, tensors, ometa)
+            raw = {k[len(RAW):]: v for k, v in tensors.items() if k.startswith(RAW)}
+            if raw and ema is not None:
+                model.load_state_dict(raw)
+            rng = tensors
         if history_path.exists():
             history = [h for h in json.loads(history_path.read_text()) if h["step"] <= start]
         if start >= config.steps:
@@ -181,12 +275,17 @@ def train(family: Family, config, *, name: str, out: Path = RUNS / "checkpoints"
     n_examples = len(tensors[0])
     per_epoch = max(1, n_examples // config.batch_size)
     extra = {"step": 0, "wall_time_s": 0.0}
+    shown = (lambda: ema.model(model)) if ema is not None else (lambda: model)  # what is sampled and saved
 
     def save(step: int, wall: float) -> Path:
         extra.update(step=step, wall_time_s=round(wall, 1))
-        checkpoint.save(weights, model, family.name, config, step=step, wall_time_s=round(wall, 1))
+        ema_meta = {"ema_updates": ema.updates} if ema is not None else {}
+        checkpoint.save(weights, shown(), family.name, config, step=step, wall_time_s=round(wall, 1), **ema_meta)
         state, rest = _optim_state(opts)
-        checkpoint.save_tensors(optim_path, state, optimizers=rest)
+        if ema is not None:
+            state.update({RAW + k: v for k, v in model.state_dict().items()})
+        state.update(_rng_state(device))
+        checkpoint.save_tensors(optim_path, state, optimizers=rest, step=step)
         checkpoint.write_json(history_path, history)
         return weights
 
@@ -196,6 +295,7 @@ def train(family: Family, config, *, name: str, out: Path = RUNS / "checkpoints"
     perm, perm_epoch = None, -1
     last_good = weights if resume else None
     step = start
+    _set_rng_state(rng, device)  # after everything that may draw from it, as in the uninterrupted run
     model.train()
     while step < config.steps:
         if cancel is not None and cancel.is_set():
@@ -219,6 +319,8 @@ def train(family: Family, config, *, name: str, out: Path = RUNS / "checkpoints"
                           "Try a lower learning rate.", history=history)
         if not family.optimizers:
             _backward(opts["adam"], losses["loss"])
+        if ema is not None:
+            ema.update(model)
         step += 1
         count += 1
         seen += len(idx)
@@ -228,26 +330,28 @@ def train(family: Family, config, *, name: str, out: Path = RUNS / "checkpoints"
             elapsed = time.time() - t0
             metrics = {k: v / count for k, v in sums.items()}
             history.append({"step": step, **metrics})
-            shown = None
+            sample = None
             if preview_every and (step % preview_every == 0 or step in (log_every, config.steps)):
-                shown = preview(family, model)
+                sample = preview(family, shown())
                 model.train()
             if on_progress:
                 on_progress(Progress(step, config.steps, metrics, wall_before + elapsed,
-                                     seen / max(elapsed, 1e-9), shown, history))
+                                     seen / max(elapsed, 1e-9), sample, history))
             sums, count = {}, 0
         if step % checkpoint_every == 0:
             last_good = save(step, wall_before + time.time() - t0)
 
     wall = wall_before + time.time() - t0
     save(step, wall)
-    card = make_card(family, model, config, name=name, steps=step, wall=wall, device=device,
-                     command=command, seed=seed, score_samples=score_samples)
+    card = make_card(family, shown(), config, name=name, steps=step, wall=wall, device=device,
+                     command=command, seed=seed, score_samples=score_samples,
+                     weights_label=ema.label() if ema is not None else "raw")
     checkpoint.write_json(weights.with_suffix(".json"), card)
     return Result("finished", step, weights, f"Finished {step} steps in {wall:.0f} s.", card, history)
 
 
-def make_card(family: Family, model, config, *, name, steps, wall, device, command, seed, score_samples) -> dict:
+def make_card(family: Family, model, config, *, name, steps, wall, device, command, seed, score_samples,
+              weights_label: str = "raw") -> dict:
     """Held-out metrics and provenance for a finished checkpoint."""
     model.eval()
     metrics = {}
@@ -274,6 +378,7 @@ def make_card(family: Family, model, config, *, name, steps, wall, device, comma
         "wall_time_s": round(wall, 1),
         "hardware": hardware_name(device),
         "metrics": metrics,
+        "weights": weights_label,  # which weights were scored and shipped: "raw" or "EMA, decay 0.999"
         "command": command,
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
