@@ -239,12 +239,16 @@ def init_distributed() -> torch.device | None:
     or None when not started by torchrun with several processes."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or not dist.is_available() or dist.is_initialized():
         return None
+    # torchrun's store outlives a restart: keys of this attempt under their own prefix, or restarted
+    # workers can read the dead ones' addresses and wait for them
+    store, rank, size = next(dist.rendezvous("env://"))
+    store = dist.PrefixStore(f"attempt{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
     if torch.cuda.is_available():
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
-        dist.init_process_group("nccl", device_id=device)
+        dist.init_process_group("nccl", store=store, rank=rank, world_size=size, device_id=device)
         return device
-    dist.init_process_group("gloo")
+    dist.init_process_group("gloo", store=store, rank=rank, world_size=size)
     return torch.device("cpu")
 
 
@@ -612,7 +616,8 @@ def main(argv=None) -> None:
         name = a.name or f"{a.family}_{config.dataset}"
         resume = a.resume or _elastic_restart(paths(name, a.out)[1])
         if resume and not a.resume and w.main:
-            print(f"torchrun restarted this run: resuming {name} from its last checkpoint", flush=True)
+            step = checkpoint.read_meta(paths(name, a.out)[0]).get("step")
+            print(f"torchrun restarted this run: resuming {name} from its checkpoint at step {step}", flush=True)
 
         def show(pr: Progress):
             if a.json_progress:
