@@ -166,3 +166,32 @@ def test_a_killed_worker_is_restarted_and_the_run_finishes(tmp_path):
     assert card["steps"] == steps and card["processes"] == 2
     steps_logged = [h["step"] for h in json.loads((tmp_path / "runs" / "state" / "kill.history.json").read_text())]
     assert steps_logged == list(range(every, steps + 1, every))
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="the Train panel offers as many processes as cores")
+def test_the_studio_runs_a_torchrun_job_follows_it_and_cancels_it(user_dir):
+    """The Train panel's slot with processes=2: a torchrun job whose JSON progress fills the status and
+    curves; live changes are refused; Cancel saves the current step; the run resumes in one process."""
+    from studio import jobs
+
+    fam = FAMILIES["vae"]
+    job = jobs.JOBS.start("vae", "page_ddp", fam.config("tiny", steps=100_000), owner="me", processes=2,
+                          log_every=5, checkpoint_every=10_000)
+    deadline = time.time() + 90
+    while (job.progress is None or len(job.progress.history) < 2) and job.running and time.time() < deadline:
+        time.sleep(0.1)
+    assert job.progress is not None, list(job.log)
+    assert "2 processes (torchrun)" in job.status()
+    assert [h["step"] for h in job.progress.history[:2]] == [5, 10] and "loss" in job.progress.history[0]
+    with pytest.raises(ValueError, match="torchrun job of 2 processes"):
+        jobs.JOBS.change("me", "vae", {"lr": 1e-4}, lambda config, changes: [])
+    assert "cancelling" in jobs.JOBS.cancel("me").lower()
+    job.thread.join(60)
+    assert job.result is not None and job.result.status == "cancelled", (job.error, list(job.log)[-5:])
+    saved = checkpoint.read_meta(user_dir / "page_ddp.safetensors")["step"]
+    assert saved == job.result.step and saved >= 10
+    more = jobs.JOBS.resume("page_ddp", saved + 3, owner="me", processes=1)
+    more.thread.join(60)
+    assert more.result.status == "finished" and more.result.step == saved + 3
+    with pytest.raises(ValueError, match="does not split evenly over 2"):
+        jobs.JOBS.start("vae", "odd", fam.config("tiny", batch_size=7), owner="me", processes=2)

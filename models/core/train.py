@@ -288,6 +288,14 @@ def _any_rank(flag: bool, device) -> bool:
     return bool(t.item())
 
 
+def check_shares(batch_size: int, processes: int) -> None:
+    """Every process takes an equal share of the global batch (so the mean of their mean losses is the
+    global mean); refuse a batch that does not split."""
+    if processes > 1 and batch_size % processes:
+        raise ValueError(f"Batch size {batch_size} does not split evenly over {processes} processes: "
+                         f"choose a multiple of {processes}, so every process takes an equal share.")
+
+
 def _shard(idx: torch.Tensor, w: World) -> torch.Tensor:
     """This rank's contiguous share of the global batch ``idx``."""
     share = len(idx) // w.size
@@ -371,9 +379,7 @@ def train(family: Family, config, *, name: str, out: Path = RUNS / "checkpoints"
     ``run_id`` (torchrun's) is kept in the state file so restarted workers know their own run."""
     check_name(name)
     w = world()
-    if w.size > 1 and config.batch_size % w.size:
-        raise ValueError(f"Batch size {config.batch_size} does not split evenly over {w.size} processes: "
-                         f"choose a multiple of {w.size}, so every process takes an equal share.")
+    check_shares(config.batch_size, w.size)
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {sorted(PRECISIONS)}; got {precision!r}.")
     device = torch.device(device) if device else default_device()
@@ -597,6 +603,7 @@ def main(argv=None) -> None:
     p.add_argument("--precision", choices=sorted(PRECISIONS), default="fp32",
                    help="bf16: bfloat16 autocast (GPUs; the card records it)")
     p.add_argument("--compile", action="store_true", help="torch.compile the networks (bench/ddp_scaling.py)")
+    p.add_argument("--score-samples", type=int, default=2000, help="samples the card's scores use (image families)")
     p.add_argument("--json-progress", action="store_true", help="one JSON line per report (for the studio)")
     a = p.parse_args(argv)
     fam = FAMILIES[a.family]
@@ -635,7 +642,7 @@ def main(argv=None) -> None:
         command = _launcher(w) + " " + " ".join(shlex.quote(s) for s in argv if s not in quiet)
         result = train(fam, config, name=name, out=a.out, resume=resume, on_progress=show, cancel=cancel,
                        log_every=a.log_every, checkpoint_every=a.checkpoint_every, seed=a.seed, command=command,
-                       device=device, precision=a.precision, compile=a.compile,
+                       score_samples=a.score_samples, device=device, precision=a.precision, compile=a.compile,
                        run_id=os.environ.get("TORCHELASTIC_RUN_ID"))
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
