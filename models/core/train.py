@@ -534,6 +534,7 @@ def make_card(family: Family, model, config, *, name, steps, wall, device, comma
 
         samples = last(family.sample(model, score_samples, generator=seeded(seed), **family.score_kwargs))
         metrics["sample_scores"] = evaluate.score(samples, config.dataset)
+        metrics["calibration"] = evaluate.calibration(config.dataset, len(samples))
         if family.score_kwargs:
             metrics["sample_scores"]["sampler"] = family.score_kwargs
     n_train = len(train_tensors[0])

@@ -222,9 +222,8 @@ def samples(checkpoint: str, seed, n, scale: float):
     picture = show(images, int(np.ceil(np.sqrt(n))), 4)
     md = f"seed {seed}, {n} samples, prior scale {float(scale):g}, checkpoint {checkpoint}"
     if n >= 2:
-        s = evaluate.score(images, m.config.dataset)
-        md += (f"  \nClassifier on these samples: confidence {s['confidence']:.2f}, "
-               f"class coverage {s['class_coverage']:.0%}, inception score {s['inception_score']:.2f}")
+        md += "  \nClassifier on these samples: " + widgets.score_text(evaluate.score(images, m.config.dataset))
+        md += "".join("  \n" + line for line in widgets.calibration_lines(evaluate.calibration(m.config.dataset, n)))
     record = parts.provenance(FAMILY, checkpoint, seed, n=n, prior_scale=float(scale))
     return picture, *parts.publish(picture, record, md, f"{checkpoint}_seed{seed}.png")
 
