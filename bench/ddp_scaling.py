@@ -63,8 +63,12 @@ def main() -> None:
     one = speed(a.family, a.preset, a.steps, 1, cores)
     print(f"CPU  1 process  × {cores} threads: {one:8.0f} samples/s")
     if cores >= 2:
-        two = speed(a.family, a.preset, a.steps, 2, max(1, cores // 2))
-        print(f"CPU  2 processes × {max(1, cores // 2)} threads: {two:8.0f} samples/s  scaling ×{two / one:.2f}")
+        half = max(1, cores // 2)
+        alone = speed(a.family, a.preset, a.steps, 1, half)
+        print(f"CPU  1 process  × {half} threads: {alone:8.0f} samples/s  (a process's share of the cores)")
+        two = speed(a.family, a.preset, a.steps, 2, half)
+        print(f"CPU  2 processes × {half} threads: {two:8.0f} samples/s  scaling ×{two / one:.2f} against "
+              f"1 process on all cores, ×{two / alone:.2f} against 1 on its share (ideal ×2)")
     if a.compile:
         comp = speed(a.family, a.preset, a.steps, 1, cores, "--compile")
         print(f"CPU  torch.compile, 1 process: {comp:8.0f} samples/s  ×{comp / one:.2f} of eager")
