@@ -7,18 +7,29 @@ when. Live changes are queued and applied by the training thread between two ste
 never sees half of them. Cancelling keeps the checkpoint at the current step; closing the page
 does not stop the run.
 
+A run with more than one process is a ``torchrun --standalone --nproc_per_node=N -m models.train``
+job on this machine (:func:`torchrun_command`): the same shared loop, data parallel; the page
+follows its JSON progress lines for the status and curves (no previews: the samples come with its
+checkpoint), Cancel sends torchrun SIGTERM and its workers save the current step, and live changes
+are refused (they can only reach a run in this process).
+
 The page polls a :class:`Job` from a generator handler (:func:`stream`).
 """
 from __future__ import annotations
 
+import collections
+import json
 import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 
 from models import FAMILIES
-from models.core import checkpoint
+from models.core import ROOT, checkpoint
 from models.core import train as training
 from models.core.train import Progress, Result
 from studio import widgets
@@ -55,6 +66,8 @@ class Job:
     thread: threading.Thread | None = None
     marks: list = field(default_factory=list)  # (step, what changed), drawn on the curves
     keep: dict = field(default_factory=dict)  # what a tab keeps with this run (e.g. the previews for a replay)
+    processes: int = 1  # > 1: a torchrun job of that many processes
+    log: collections.deque = field(default_factory=lambda: collections.deque(maxlen=200))  # torchrun's output
     _pending: dict = field(default_factory=dict)  # live changes waiting for the next step
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -82,8 +95,9 @@ class Job:
         if p is None:
             return f"**{self.name}**: starting…"
         ms = ", ".join(f"{k} {v:.3g}" for k, v in p.metrics.items())
+        procs = f", {self.processes} processes (torchrun)" if self.processes > 1 else ""
         return (f"**{self.name}**: step {p.step}/{p.total} ({p.step / p.total:.0%}){self._left()}; {ms}; "
-                f"{p.images_per_s:.0f} {FAMILIES[self.family].unit}/s, {clock(p.elapsed)}")
+                f"{p.images_per_s:.0f} {FAMILIES[self.family].unit}/s, {clock(p.elapsed)}{procs}")
 
     def busy_message(self) -> str:
         p = self.progress
@@ -108,6 +122,60 @@ class Job:
             self.marks.append((step, "; ".join(done)))
 
 
+def torchrun_command(family: str, name: str, config, out, processes: int, resume: bool, settings: dict) -> list[str]:
+    """``torchrun --standalone --nproc_per_node=N -m models.train ...`` for a run of the page's settings
+    (written beside the run's state as JSON, read back by ``--config``)."""
+    config_path = training.STATE / f"{name}.config.json"
+    checkpoint.write_json(config_path, asdict(config))
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
+            "-m", "models.train", family, "--config", str(config_path), "--name", name, "--out", str(out),
+            "--log-every", str(settings["log_every"]), "--checkpoint-every", str(settings["checkpoint_every"]),
+            "--score-samples", str(settings["score_samples"]), "--json-progress", *(["--resume"] if resume else [])]
+
+
+def follow_torchrun(job: Job, cmd: list[str], out) -> Result:
+    """Run ``cmd`` (torchrun) and turn its JSON progress lines into ``job.progress``; other lines are kept
+    in ``job.log``. Cancel sends torchrun SIGTERM: the workers save the current step and stop."""
+    env = {**os.environ, "STUDIO_RUNS": str(training.STATE.parent), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            cwd=str(ROOT), start_new_session=True)
+
+    def watch():  # the cancel button reaches the process group's leader, torchrun
+        while proc.poll() is None:
+            if job.cancel.wait(0.5):
+                proc.send_signal(signal.SIGTERM)
+                return
+
+    threading.Thread(target=watch, name=f"cancel-{job.name}", daemon=True).start()
+    history = []
+    for line in proc.stdout:
+        if line.startswith("{"):
+            try:
+                r = json.loads(line)
+            except json.JSONDecodeError:
+                r = None
+            if r and "step" in r:
+                history.append({"step": r["step"], **r["metrics"]})
+                job.progress = Progress(r["step"], r["total"], r["metrics"], r["elapsed"], r["images_per_s"],
+                                        None, list(history))
+                continue
+        job.log.append(line.rstrip())
+    rc = proc.wait()
+    weights = out / f"{job.name}.safetensors"
+    step = checkpoint.read_meta(weights).get("step") if weights.exists() else None
+    if rc == 0:
+        card = json.loads(weights.with_suffix(".json").read_text())
+        return Result("finished", step, weights, f"Finished {step} steps with {job.processes} processes "
+                      f"in {card['wall_time_s']:.0f} s.", card, history)
+    if job.cancel.is_set():
+        return Result("cancelled", step, weights if step is not None else None,
+                      f"Cancelled at step {step}; checkpoint saved." if step is not None else "Cancelled.",
+                      history=history)
+    errors = [t for t in job.log if t.startswith("error: ")]
+    raise ValueError(errors[-1][len("error: "):] if errors else
+                     f"torchrun exited with code {rc}: " + " / ".join(list(job.log)[-3:]))
+
+
 class Jobs:
     """The studio's single training slot, and who started which run while this server has been up."""
 
@@ -127,9 +195,15 @@ class Jobs:
                              "Choose another run name for your own run.")
 
     def start(self, family: str, name: str, config, resume: bool = False, owner: str = LOCAL,
-              **train_kwargs) -> Job:
+              processes: int = 1, **train_kwargs) -> Job:
+        """Start a run in this process, or with ``processes > 1`` as a torchrun job on this machine."""
         name = (name or "").strip()
         training.check_name(name)
+        processes = int(processes)
+        if not 1 <= processes <= (os.cpu_count() or 1):
+            raise ValueError(f"Processes must be between 1 and {os.cpu_count() or 1} (this machine's cores); "
+                             f"got {processes}.")
+        training.check_shares(config.batch_size, processes)
         if (training.SHIPPED / f"{name}.safetensors").exists():
             raise ValueError(f"{name!r} is a shipped checkpoint; choose another name for your run.")
         if not resume and (self.folder / f"{name}.safetensors").exists():
@@ -143,7 +217,7 @@ class Jobs:
                 raise ValueError(f"Your training run {job.name} is already in progress; cancel it or wait for it "
                                  "to finish.")
             self._check_owner(owner, name, "resume" if resume else "replace")
-            job = Job(family, name, config, owner, resume)
+            job = Job(family, name, config, owner, resume, processes=processes)
             fam = FAMILIES[family]
 
             def run():
@@ -151,6 +225,10 @@ class Jobs:
                 settings = {"log_every": 10, "checkpoint_every": 250, "preview_every": 50, "score_samples": 500,
                             "command": f"trained in the studio (Train section), name {name}", **train_kwargs}
                 try:
+                    if processes > 1:
+                        cmd = torchrun_command(family, name, config, self.folder, processes, resume, settings)
+                        job.result = follow_torchrun(job, cmd, self.folder)
+                        return
                     job.result = training.train(fam, config, name=name, out=self.folder, resume=resume,
                                                 cancel=job.cancel, on_progress=lambda p: setattr(job, "progress", p),
                                                 between_steps=job.between_steps, **settings)
@@ -166,15 +244,17 @@ class Jobs:
             job.thread.start()
             return job
 
-    def resume(self, name: str, steps, owner: str = LOCAL) -> Job:
-        """Continue a run of the user's with its own settings, up to ``steps``; the family comes from the file."""
+    def resume(self, name: str, steps, owner: str = LOCAL, processes: int = 1) -> Job:
+        """Continue a run of the user's with its own settings, up to ``steps``, on any number of processes;
+        the family comes from the file."""
         name = (name or "").strip()
         path = self.folder / f"{name}.safetensors"
         self._check_owner(owner, name, "resume")
         if not name or not path.exists():
             raise ValueError(f"No run of yours named {name!r} to resume.")
         _, config, meta = checkpoint.load(path)
-        return self.start(meta["family"], name, replace(config, steps=int(steps)), resume=True, owner=owner)
+        return self.start(meta["family"], name, replace(config, steps=int(steps)), resume=True, owner=owner,
+                          processes=processes)
 
     def mine(self, owner: str) -> Job | None:
         """The visitor's own run in progress, if any."""
@@ -199,6 +279,9 @@ class Jobs:
         if job.owner != owner:
             raise ValueError(f"The run in progress ({job.name}) belongs to another visitor; only they can "
                              "change its settings.")
+        if job.processes > 1:
+            raise ValueError(f"{job.name} runs as a torchrun job of {job.processes} processes, which settings "
+                             "changed here cannot reach; live changes need a 1-process run.")
         job.request_change(changes, apply)
         return job
 

@@ -4,7 +4,7 @@
 * :class:`Page`: what a tab builds into: the Blocks and the registry of named API actions;
 * :class:`CheckpointHeader`: checkpoint picker + card; tabs chain their views on a new choice;
 * :class:`TrainPanel`: the whole Train section: family controls (passed in), steps / batch / lr /
-  run name, Start / Resume / Cancel owned by the visitor, a planner that times a few steps and fits
+  run name, processes (more than 1 runs a torchrun job), Start / Resume / Cancel owned by the visitor, a planner that times a few steps and fits
   a time budget, live status with ETA, curves, preview, import;
 * :class:`OutputPanel`: caption with the seed, provenance record kept with the output, and a
   download whose file embeds that record (PNG text chunk) at a path of its own.
@@ -17,6 +17,7 @@ import functools
 import hashlib
 import inspect
 import json
+import os
 import re
 import shutil
 import time
@@ -225,6 +226,10 @@ class TrainPanel:
             self.batch = gr.Dropdown(list(self.batches), value=self.batch_default, label="Batch size")
             self.lr = gr.Number(value=self.lr_default, label=self.lr_label)
             self.name = gr.Textbox(value=self.run_name, label="Run name", elem_id=f"{self.elem_id}-name")
+            cores = os.cpu_count() or 1
+            self.processes = gr.Slider(1, cores, value=1, step=1, label="Processes", interactive=cores > 1,
+                                       info="1 trains here with previews and live changes; more run "
+                                            "torchrun --nproc_per_node=N (data parallel, curves only)")
         with gr.Row():
             self.start = gr.Button("Start", variant="primary", elem_id=f"{self.elem_id}-start")
             self.resume = gr.Button("Resume")
@@ -264,14 +269,18 @@ class TrainPanel:
 
         @widgets.friendly
         def start(*values, request: gr.Request = None):
-            *family_values, steps, batch, lr, name, current = values
+            n = len(inputs)  # family controls, then steps, batch, lr, name, checkpoint and (optional) processes
+            family_values, (steps, batch, lr, name, current), processes = values[:n], values[n:n + 5], values[n + 5:]
+            processes = processes[0] if processes and isinstance(processes[0], (int, float)) else 1
             cfg = config(*family_values, steps=int(steps), batch_size=int(batch), lr=float(lr))
-            job = jobs.JOBS.start(family_of_config(cfg), name, cfg, owner=owner_of(request))
+            job = jobs.JOBS.start(family_of_config(cfg), name, cfg, owner=owner_of(request),
+                                  processes=int(processes or 1))
             yield from follow(job, current)
 
         @widgets.friendly
-        def resume(name, steps, current, request: gr.Request = None):
-            yield from follow(jobs.JOBS.resume(name, steps, owner=owner_of(request)), current)
+        def resume(name, steps, current, processes=1, request: gr.Request = None):
+            yield from follow(jobs.JOBS.resume(name, steps, owner=owner_of(request), processes=int(processes or 1)),
+                              current)
 
         def cancel(request: gr.Request = None):
             return jobs.JOBS.cancel(owner_of(request))
@@ -291,11 +300,11 @@ class TrainPanel:
         prefix = api_prefix or self.elem_id
         common = [self.steps, self.batch, self.lr]
         names = (names or [_param(c) for c in inputs]) + ["steps", "batch_size", "lr"]
-        page.action(self.start.click, start, [*inputs, *common, self.name, header.dropdown], outputs,
-                    api_name=f"{prefix}_train", names=[*names, "run_name", "checkpoint"],
+        page.action(self.start.click, start, [*inputs, *common, self.name, header.dropdown, self.processes],
+                    outputs, api_name=f"{prefix}_train", names=[*names, "run_name", "checkpoint", "processes"],
                     show_progress_on=[self.status], lane="train")
-        page.action(self.resume.click, resume, [self.name, self.steps, header.dropdown], outputs,
-                    api_name=f"{prefix}_train_resume", names=["run_name", "steps", "checkpoint"],
+        page.action(self.resume.click, resume, [self.name, self.steps, header.dropdown, self.processes], outputs,
+                    api_name=f"{prefix}_train_resume", names=["run_name", "steps", "checkpoint", "processes"],
                     show_progress_on=[self.status], lane="train")
         page.action(self.cancel.click, cancel, None, self.status, api_name=f"{prefix}_train_cancel", names=[],
                     lane="control")

@@ -321,6 +321,22 @@ def describe(card: dict, dataset: bool = True) -> str:
     return ", ".join(parts + ([own] if own else []))
 
 
+def score_text(s: dict) -> str:
+    """One scorer result in words: confidence, coverage, inception score, Fréchet distance (when n allows)."""
+    return (f"confidence {s['confidence']:.2f}, class coverage {s['class_coverage']:.0%}, "
+            f"inception score {s['inception_score']:.2f}"
+            + (f", Fréchet distance {s['frechet_distance']:.0f}" if "frechet_distance" in s else ""))
+
+
+def calibration_lines(rows: dict | None) -> list[str]:
+    """The same scorer on real held-out images, blurred real images and noise, so a reader can tell a
+    good score from a bad one (nothing when a card predates the rows)."""
+    if not rows:
+        return []
+    return ["For comparison, the same scorer at the same n: "
+            + "; ".join(f"{name}: {score_text(r)}" for name, r in rows.items())]
+
+
 def card_markdown(card: dict) -> str:
     """A checkpoint's provenance and held-out metrics, for the panel next to its samples."""
     if "error" in card:
@@ -339,9 +355,8 @@ def card_markdown(card: dict) -> str:
     if s:
         how = ", ".join(f"{k} {v}" for k, v in s.get("sampler", {}).items())
         lines.append(f"Samples scored by the project's classifier (n={s['n']}{'; ' + how if how else ''}): "
-                     f"confidence {s['confidence']:.2f}, class coverage {s['class_coverage']:.0%}, "
-                     f"inception score {s['inception_score']:.2f}"
-                     + (f", Fréchet distance {s['frechet_distance']:.0f}" if "frechet_distance" in s else ""))
+                     + score_text(s))
+        lines += calibration_lines(m.get("calibration"))
     if card.get("command"):
         lines.append(f"Reproduce: `{card['command']}`")
     elif card.get("imported"):

@@ -110,3 +110,40 @@ def test_too_few_images_or_unknown_dataset_are_refused():
         evaluate.score(torch.rand(1, 1, 28, 28), "mnist")
     with pytest.raises(ValueError, match="Unknown dataset"):
         evaluate.score(torch.rand(4, 1, 28, 28), "cifar")
+
+
+def test_blur_keeps_mass_and_softens():
+    """The calibration blur is a normalised Gaussian: total ink is kept, a point spreads out."""
+    x = torch.zeros(1, 1, 28, 28)
+    x[0, 0, 14, 14] = 1.0
+    y = evaluate.blur(x)
+    assert y.sum().item() == pytest.approx(1.0, abs=1e-5)
+    assert 0.2 < y.max().item() < 0.5 and y[0, 0, 14, 15] > 0.05
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "fashion"])
+def test_calibration_rows_order_real_blurred_noise(dataset):
+    """The three reference rows a card prints: real beats blurred beats noise on Fréchet distance,
+    the rows are reproducible, and they are the rows a shipped card carries at its own n."""
+    rows = evaluate.calibration(dataset, 500)
+    real, blurred, noise = (rows[k]["frechet_distance"] for k in rows)
+    assert real < blurred < noise and blurred > 5 * real
+    assert evaluate.calibration.__wrapped__(dataset, 500) == rows
+
+
+def test_shipped_cards_carry_calibration_and_the_studio_shows_it():
+    """Every shipped image card with sample scores has the calibration rows at the same n, and the
+    card text shows them next to the score."""
+    import json
+
+    from models.core import ASSETS
+    from studio import widgets
+
+    cards = [json.loads(p.read_text()) for p in (ASSETS / "checkpoints").glob("*.json")]
+    scored = [c for c in cards if c.get("metrics", {}).get("sample_scores")]
+    assert len(scored) >= 8
+    for c in scored:
+        rows = c["metrics"]["calibration"]
+        assert {r["n"] for r in rows.values()} == {c["metrics"]["sample_scores"]["n"]}, c["name"]
+        text = widgets.card_markdown(c)
+        assert "blurred real" in text and "uniform noise" in text and "real held-out" in text

@@ -36,7 +36,8 @@ def run_of(updates):
 def test_select_checkpoint_enables_guidance_for_conditional(ckpt):
     classes, guidance, steps = tab.select_checkpoint(ckpt)
     assert classes["interactive"] and guidance["interactive"] and steps["maximum"] == 20
-    assert classes["choices"] == [tab.ANY_CLASS] + [str(d) for d in range(10)]
+    assert classes["choices"] == [tab.EACH_CLASS, tab.ANY_CLASS] + [str(d) for d in range(10)]
+    assert classes["value"] == tab.EACH_CLASS  # the page opens on guided samples of every class
     assert "tiny_ddpm" in parts.card_of(["diffusion"], ckpt)
     assert all(isinstance(u, dict) for u in tab.select_checkpoint(None))
 
@@ -54,6 +55,18 @@ def test_generate_streams_then_keeps_every_step_and_publishes(ckpt):
     assert record["seed"] == 5 and record["controls"]["class_name"] == "3" and record["controls"]["steps"] == 10
     again = list(tab.generate(ckpt, "DDIM", 10, 0.0, "3", 2.0, 5, 4))[-1]
     assert np.array_equal(xt, again[0]) and again[8] != png  # same seed, same images; a file of its own
+
+
+def test_default_draws_every_class_in_turn_with_guidance(ckpt, user_dir):
+    """The page's default class setting guides sample i towards class i mod 10, and the status and
+    provenance say so; an unconditional checkpoint refuses it with a message."""
+    status, record = list(tab.generate(ckpt, "DDIM", 5, 0.0, tab.EACH_CLASS, 3.0, 0, 12))[-1][2::5]
+    assert "every class in turn" in status and "guidance 3" in status
+    assert record["controls"]["class_name"] == tab.EACH_CLASS and record["controls"]["guidance"] == 3.0
+    assert tab._labels(tab.loaded(ckpt)[1], tab.EACH_CLASS, 12) == list(range(10)) + [0, 1]
+    name = save_tiny(user_dir, "tiny_uncond_each", T=20)
+    with pytest.raises(gr.Error, match="unconditional"):
+        list(tab.generate(name, "DDIM", 5, 0.0, tab.EACH_CLASS, 3.0, 0, 2))
 
 
 def test_guidance_is_reported_unused_without_a_class(ckpt):
@@ -209,7 +222,8 @@ def test_the_api_names_every_action_and_can_choose_any_class(ckpt):
         "diffusion_train_cancel", "diffusion_train_plan"}
     dropdown = next(b for b in demo.blocks.values() if isinstance(b, gr.Dropdown) and b.label == "Class")
     choices = [v for _, v in dropdown.choices]
-    assert {"3", "Ankle boot", tab.ANY_CLASS} <= set(choices) and len(choices) == 21
+    assert {"3", "Ankle boot", tab.ANY_CLASS, tab.EACH_CLASS} <= set(choices) and len(choices) == 22
+    assert dropdown.value == tab.EACH_CLASS
 
 
 def test_gradio_client_generates_a_class(ckpt):

@@ -172,3 +172,13 @@ def test_sample_refuses_codes_of_the_wrong_shape(shipped):
     model, _ = shipped
     with pytest.raises(ValueError, match=r"\(N, 2\)"):
         next(vae.sample(model, 2, z=torch.zeros(2, 3)))
+
+
+def test_mixture_sampling_scale_zero_gives_component_means():
+    """Sampling from a fitted mixture: scale 0 decodes exactly the component means drawn."""
+    model = vae.build(vae.VAEConfig(channels=(4, 8), hidden=8))
+    x, _ = data.images("mnist", "test")
+    mix = vae.aggregate_posterior(model, x[:300], k=3, generator=torch.Generator().manual_seed(0), max_iter=20)
+    out = next(vae.sample(model, 6, generator=torch.Generator().manual_seed(1), scale=0.0, mixture=mix))
+    means = vae.decode(model, mix.means.float())
+    assert all(any(torch.allclose(o, mu, atol=1e-5) for mu in means) for o in out)

@@ -28,6 +28,8 @@ Image families need nothing more. Other families plug in through optional hooks:
 * ``log_likelihood(model, x) -> Tensor``: per-example log p(x) in nats of held-out examples, in the
   family's own preprocessing (say which in the data info's ``preprocessing``); ``likelihood`` says
   whether it is ``"exact"`` or a lower ``"bound"`` (an ELBO). The likelihood table ranks these.
+* ``ema_parts``: the submodules whose weights the loop averages when the config's ``ema_decay`` is
+  above 0 (``""`` is the whole model; a GAN names its generator), see :mod:`models.core.train`.
 * ``describe(config_dict) -> str``: the few words that tell this family's checkpoints apart
   ("latent 16, β 4"), and ``card_lines(metrics) -> list[str]``: the card's held-out metric lines,
   in the family's own terms. The studio shows both and never names a family's config keys.
@@ -67,6 +69,7 @@ class Family:
     card_lines: Callable[[dict], list[str]] | None = None  # held-out metrics -> lines (default: generic)
     log_likelihood: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None  # per-example nats
     likelihood: str = "exact"  # what log_likelihood gives: "exact", or "bound" (a lower bound, e.g. an ELBO)
+    ema_parts: tuple = ("",)  # submodules averaged when config.ema_decay > 0 ("" = the whole model)
 
     def summary(self, config: dict) -> str:
         """The family's own few words about a config (for checkpoint lists and cards)."""

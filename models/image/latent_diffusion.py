@@ -194,6 +194,7 @@ class LatentDiffusionConfig:
     lr: float = 5e-4
     batch_size: int = 128
     steps: int = 12000
+    ema_decay: float = 0.0  # EMA of the text encoder's and denoiser's weights, sampled from (0 = off; checkpoints written before EMA)
 
     def validate(self):
         if self.dataset not in VOCABULARY:
@@ -207,7 +208,7 @@ class LatentDiffusionConfig:
                                        ("attribute rate", self.p_attribute, 0.0, 1.0),
                                        ("prompt dropout", self.p_uncond, 0.0, 1.0),
                                        ("learning rate", self.lr, 1e-7, 1.0), ("batch size", self.batch_size, 1, 4096),
-                                       ("steps", self.steps, 1, 10_000_000),
+                                       ("steps", self.steps, 1, 10_000_000), ("EMA decay", self.ema_decay, 0.0, 0.9999),
                                        ("autoencoder steps", self.ae_steps, 0, self.steps - 1)]:
             check_range(name, value, low, high)
         if self.width % self.heads or self.text_dim % self.heads or self.width % 8:
@@ -217,8 +218,8 @@ class LatentDiffusionConfig:
 
 
 PRESETS = {
-    "book": {},
-    "cpu": {"width": 96, "blocks": 2, "ae_steps": 1000, "steps": 5000, "batch_size": 96},
+    "book": {"ema_decay": 0.999},  # no book; Stable Diffusion samples from an EMA of the weights too
+    "cpu": {"width": 96, "blocks": 2, "ae_steps": 1000, "steps": 5000, "batch_size": 96, "ema_decay": 0.999},
     "tiny": {"latent_channels": 2, "ae_width": 4, "width": 8, "blocks": 1, "heads": 2, "text_dim": 8,
              "text_layers": 1, "T": 50, "ae_steps": 1, "batch_size": 8, "steps": 4},
 }
@@ -555,4 +556,5 @@ FAMILY = Family(
     data=data,
     describe=describe,
     card_lines=card_lines,
+    ema_parts=("text", "denoiser"),  # the autoencoder is trained first, then frozen: its raw weights are kept
 )

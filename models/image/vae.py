@@ -10,7 +10,10 @@ maximising the evidence lower bound (ELBO) on ``log p(x)``:
 
 Sampling ``z = mu + sigma * eps`` (the reparameterisation trick) keeps the draw differentiable.
 Because the KL term packs codes around the origin, decoding *any* point near it gives a plausible
-image: that is what makes the latent grid, interpolations and prior samples work. ``beta``
+image: that is what makes the latent grid, interpolations and prior samples work. The codes the
+decoder actually saw form the *aggregate posterior* q(z) = (1/N) Σₙ q(z|xₙ), which in 2-D is far
+from N(0, I) (the prior has holes and over-weights some classes); sampling a Gaussian mixture fitted
+to q(z) (:func:`aggregate_posterior`) draws where the codes are. ``beta``
 weighs the KL term (β-VAE, Higgins et al. 2017): above 1 gives smoother, blurrier latents;
 below 1 sharper reconstructions and a patchier latent space.
 """
@@ -135,17 +138,36 @@ def evaluate(model: VAE, x, y, batch_size: int = 1000) -> dict:
 
 
 @torch.no_grad()
-def sample(model: VAE, n: int, generator: torch.Generator | None = None, scale: float = 1.0, z=None):
-    """Decode ``n`` codes drawn from the prior N(0, scale² I) — or the given ``z`` — in one step.
+def sample(model: VAE, n: int, generator: torch.Generator | None = None, scale: float = 1.0, z=None,
+           mixture=None):
+    """Decode ``n`` codes drawn from the prior N(0, scale² I), from a fitted ``mixture`` (each draw's
+    offset from its component mean scaled by ``scale``), or the given ``z``, in one step.
 
     ``scale`` below 1 (a "temperature") trades variety for cleaner, more typical images.
     """
     check_range("number of samples", n, 1, 10_000)
     check_range("prior scale", scale, 0.0, 10.0)
     model.eval()
-    if z is None:
+    if z is None and mixture is not None:
+        from models.density import gmm
+
+        draws, comp = gmm.sample(mixture, n, generator)
+        centre = mixture.means[comp]
+        z = (centre + scale * (draws - centre)).float()
+    elif z is None:
         z = scale * torch.randn(n, model.latent_dim, generator=generator, device=generator.device if generator else "cpu")
     yield decode(model, z)  # checks the shape of a given z
+
+
+def aggregate_posterior(model: VAE, x, k: int = 10, generator: torch.Generator | None = None, max_iter: int = 100):
+    """A k-component Gaussian mixture fitted by EM (:mod:`models.density.gmm`) to one draw
+    z ~ q(z|xₙ) per image of ``x``: an estimate of the aggregate posterior q(z) to sample from."""
+    from models.density import gmm
+
+    g = generator if generator is not None else torch.Generator().manual_seed(0)
+    mu, sigma = encode(model, x)
+    z = mu + sigma * torch.randn(mu.shape, generator=g)
+    return gmm.fit(z.double(), k, generator=g, max_iter=max_iter)
 
 
 @torch.no_grad()

@@ -27,9 +27,10 @@ TITLE = "Diffusion"
 FAMILY = "diffusion"
 MAX_SAMPLES = 16
 ANY_CLASS = "any (unconditional)"
+EACH_CLASS = "every class in turn"  # the default: guidance has a class to steer towards, all classes shown
 # every class of every dataset, so an API caller can choose one without loading the page (the page
 # narrows the list to the checkpoint's dataset; the handler refuses a class of another dataset)
-EVERY_CLASS = [ANY_CLASS] + list(dict.fromkeys(c for d in data.DATASETS for c in data.class_names(d)))
+EVERY_CLASS = [EACH_CLASS, ANY_CLASS] + list(dict.fromkeys(c for d in data.DATASETS for c in data.class_names(d)))
 PREVIEW_S = 0.2  # stream a preview at most this often
 GIF_FRAMES = 60  # frames in an exported GIF (evenly spaced over the kept ones, the final image last)
 FORWARD_T = 1000  # the forward-process view's number of noising steps
@@ -50,6 +51,11 @@ def grid(x, scale: int = 4) -> np.ndarray:
 
 
 def _labels(config, class_name: str, n: int):
+    """The class of each sample: one chosen class, every class in turn (0, 1, … 9, 0, …), or none."""
+    if class_name == EACH_CLASS:
+        classes = data.class_names(config.dataset)
+        data.chosen_class(config, classes[0], ANY_CLASS)  # refuses an unconditional checkpoint
+        return [i % len(classes) for i in range(n)]
     k = data.chosen_class(config, class_name, ANY_CLASS)
     return None if k is None else [k] * n
 
@@ -122,8 +128,9 @@ def select_checkpoint(checkpoint: str):
     if not checkpoint:
         return gr.update(), gr.update(), gr.update()
     _, config, _ = loaded(checkpoint)
-    classes = [ANY_CLASS] + data.class_names(config.dataset)
-    return (gr.update(choices=classes, value=ANY_CLASS, interactive=config.conditional),
+    classes = [EACH_CLASS, ANY_CLASS] + data.class_names(config.dataset)
+    return (gr.update(choices=classes, value=EACH_CLASS if config.conditional else ANY_CLASS,
+                      interactive=config.conditional),
             gr.update(interactive=config.conditional),
             gr.update(maximum=config.T, value=min(50, config.T)))
 
@@ -298,7 +305,7 @@ def build(page: parts.Page):
                 steps = gr.Slider(1, 1000, value=50, step=1, label="Steps (DDIM)")
                 eta = gr.Slider(0.0, 1.0, value=0.0, step=0.05, label="η (DDIM noise)")
             with gr.Row():
-                class_name = gr.Dropdown(EVERY_CLASS, value=ANY_CLASS, label="Class")
+                class_name = gr.Dropdown(EVERY_CLASS, value=EACH_CLASS, label="Class")
                 guidance = gr.Slider(0.0, 10.0, value=3.0, step=0.1,
                                      label="Guidance scale w (with a class; 0 = unconditional)")
                 seed = widgets.seed_box()

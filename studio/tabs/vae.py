@@ -28,6 +28,9 @@ N_SLIDERS = 8  # sliders for the first latent dims; the map shows the first two
 MAP_POINTS = 5000  # encoded test images on the latent map
 SLIDER_RANGE = 4.0
 RED, BLUE, BLACK = (220, 30, 30), (30, 60, 220), (0, 0, 0)
+PRIOR = "prior N(0, I)"
+AGGREGATE = "aggregate posterior q(z) (GMM by EM)"
+Q_IMAGES, Q_COMPONENTS = 5000, 10  # training images encoded for q(z), and the mixture's components
 
 
 @dataclass
@@ -49,6 +52,13 @@ class Loaded:
     def class_means(self) -> torch.Tensor:
         x, y = data.images(self.config.dataset, "test")
         return vae.class_means(self.model, x, y, len(data.class_names(self.config.dataset)))
+
+    @functools.cached_property
+    def q_z(self):
+        """The aggregate posterior as a GMM, fitted once per checkpoint on a fixed sample of training images."""
+        x, _ = data.images(self.config.dataset, "train")
+        pick = torch.randperm(len(x), generator=seeded(0))[:Q_IMAGES]
+        return vae.aggregate_posterior(self.model, x[pick], Q_COMPONENTS, seeded(0))
 
     @functools.cached_property
     def map(self) -> widgets.ScatterMap:
@@ -209,23 +219,28 @@ def arithmetic(checkpoint: str, index, from_class: str, to_class: str, strength:
 
 
 @friendly
-def samples(checkpoint: str, seed, n, scale: float):
-    """Prior samples z ~ N(0, scale² I) decoded, plus how the project's classifier scores them;
-    returns the image, its caption, its provenance record and the PNG download."""
+def samples(checkpoint: str, seed, n, scale: float, source: str = PRIOR):
+    """Samples decoded from the prior z ~ N(0, scale² I) or from the aggregate posterior's mixture,
+    plus how the project's classifier scores them (beside its calibration rows); returns the image,
+    its caption, its provenance record and the PNG download."""
     m = loaded(checkpoint)
     seed = widgets.seed_of(seed)
     if n is None or int(n) != n:
         raise ValueError(f"Number of samples must be a whole number; got {n}.")
     n = int(n)
     check_range("Number of samples", n, 1, 100)
-    images = last(vae.sample(m.model, n, generator=seeded(seed), scale=float(scale)))
+    if source not in (PRIOR, AGGREGATE):
+        raise ValueError(f"Sample from {PRIOR!r} or {AGGREGATE!r}; got {source!r}.")
+    mixture = m.q_z if source == AGGREGATE else None
+    images = last(vae.sample(m.model, n, generator=seeded(seed), scale=float(scale), mixture=mixture))
     picture = show(images, int(np.ceil(np.sqrt(n))), 4)
-    md = f"seed {seed}, {n} samples, prior scale {float(scale):g}, checkpoint {checkpoint}"
+    where = (f"aggregate posterior ({Q_COMPONENTS}-component GMM fitted by EM to {Q_IMAGES} encoded training "
+             "images)" if mixture else "prior N(0, I)")
+    md = f"seed {seed}, {n} samples from the {where}, scale {float(scale):g}, checkpoint {checkpoint}"
     if n >= 2:
-        s = evaluate.score(images, m.config.dataset)
-        md += (f"  \nClassifier on these samples: confidence {s['confidence']:.2f}, "
-               f"class coverage {s['class_coverage']:.0%}, inception score {s['inception_score']:.2f}")
-    record = parts.provenance(FAMILY, checkpoint, seed, n=n, prior_scale=float(scale))
+        md += "  \nClassifier on these samples: " + widgets.score_text(evaluate.score(images, m.config.dataset))
+        md += "".join("  \n" + line for line in widgets.calibration_lines(evaluate.calibration(m.config.dataset, n)))
+    record = parts.provenance(FAMILY, checkpoint, seed, n=n, prior_scale=float(scale), source=source)
     return picture, *parts.publish(picture, record, md, f"{checkpoint}_seed{seed}.png")
 
 
@@ -309,9 +324,11 @@ def build(page: parts.Page):
             with gr.Row():
                 seed = widgets.seed_box()
                 n_samples = gr.Slider(1, 100, value=36, step=1, label="Number of samples")
-                scale = gr.Slider(0.0, 3.0, value=1.0, step=0.05, label="Prior scale (temperature)")
+                scale = gr.Slider(0.0, 3.0, value=1.0, step=0.05, label="Scale (temperature)")
+                source = gr.Radio([AGGREGATE, PRIOR], value=AGGREGATE, label="Sample from",
+                                  info="q(z) covers every class; N(0, I) shows the prior's holes")
                 sample_btn = gr.Button("Sample", variant="primary")
-            sample_img = gr.Image(label="Samples from the prior", format="png", interactive=False,
+            sample_img = gr.Image(label="Samples", format="png", interactive=False,
                                   buttons=["download"], height=560)
             sample_out = parts.output_panel()
         with parts.TrainPanel(header, "Train a small VAE here (book architecture). About 1,200 images/s on 2 CPU "
@@ -327,7 +344,7 @@ def build(page: parts.Page):
         .then(decode_point, [ckpt, *sliders], [decoded, map_img]) \
         .then(latent_grid, [ckpt, grid_n, grid_r], grid_img) \
         .then(class_choices, ckpt, [from_cls, to_cls]) \
-        .then(samples, [ckpt, seed, n_samples, scale], [sample_img, *sample_out.outputs]) \
+        .then(samples, [ckpt, seed, n_samples, scale, source], [sample_img, *sample_out.outputs]) \
         .then(interpolation, [ckpt, idx_a, idx_b, interp_steps, method], [strip, gif])
     for i, s in enumerate(sliders):  # the first slider's event is also the API's /vae_decode
         if i == 0:
@@ -345,7 +362,7 @@ def build(page: parts.Page):
                 api_name="vae_interpolate")
     page.action(arith_btn.click, arithmetic, [ckpt, arith_idx, from_cls, to_cls, strength], arith_img,
                 api_name="vae_arithmetic")
-    page.action(sample_btn.click, samples, [ckpt, seed, n_samples, scale], [sample_img, *sample_out.outputs],
+    page.action(sample_btn.click, samples, [ckpt, seed, n_samples, scale, source], [sample_img, *sample_out.outputs],
                 api_name="vae_samples")
     train.wire(page, train_config, [t_data, t_latent, t_beta], ["loss", "reconstruction", "kl"], api_prefix="vae",
                names=["dataset", "latent_size", "beta"])
