@@ -112,12 +112,14 @@ def snapshot() -> dict:
             "sys.path": list(sys.path)}
 
 
-SET_BY_TORCH = {"TORCHINDUCTOR_CACHE_DIR"}  # set by torch itself the first time an optimizer imports its compiler
+# set by libraries when first imported, not by a handler: torch (the first optimizer imports its compiler)
+# and scikit-learn (its __init__ sets the two KMP variables)
+SET_BY_LIBRARIES = {"TORCHINDUCTOR_CACHE_DIR", "KMP_DUPLICATE_LIB_OK", "KMP_INIT_AT_FORK"}
 
 
 def changed(before: dict, after: dict) -> list[str]:
     for snap in (before, after):
-        snap["environment"] = {k: v for k, v in snap["environment"].items() if k not in SET_BY_TORCH}
+        snap["environment"] = {k: v for k, v in snap["environment"].items() if k not in SET_BY_LIBRARIES}
     out = [k for k in before if before[k] != after[k]]
     if "environment" in out:
         env = {k for k in {**before["environment"], **after["environment"]}
@@ -167,6 +169,9 @@ def quick_training(monkeypatch):
         return training.Result("cancelled", 0, None, "stopped by the fuzz test")
 
     monkeypatch.setattr(training, "train", build_only)
+    if hasattr(jobs, "follow_torchrun"):  # a run of several processes: the command is built, never started
+        monkeypatch.setattr(jobs, "follow_torchrun",
+                            lambda job, cmd, folder: training.Result("cancelled", 0, None, "stopped by the fuzz test"))
     monkeypatch.setattr(training, "time_steps", lambda family, config, steps=3: 0.01)
 
 
