@@ -28,7 +28,7 @@ TITLE = "RealNVP"
 FAMILY = "realnvp"
 PLANE_PX = 420  # the density map is PLANE_PX square and maps linearly onto [-EXTENT, EXTENT]²
 VIEW = 4.0  # the layer view shows [-VIEW, VIEW]²: the prior's samples reach about ±3
-FRAME_S = 0.4  # at most this often a frame while training
+FRAME_S = 0.5  # at most this often a frame while training
 DIRECTIONS = {"data → prior (f)": "forward", "prior → data (f⁻¹)": "inverse"}
 N_SHOWN = 800  # points drawn in the layer view
 
@@ -185,17 +185,21 @@ def lab_train(session, steps, direction, dataset, coupling_layers, neurons_per_l
     session = _session(session, (dataset, coupling_layers, neurons_per_layer, hidden_layers, l2_penalty,
                                  learning_rate, seed, points))
     k = len(session.lab.flow.layers)
-    done, last_frame = 0, 0.0
+    done, next_frame = 0, time.time() + FRAME_S
     while done < n:
         chunk = min(25, n - done)
         with session.lock:
             flow2d.train(session.lab, chunk)
         done += chunk
-        if time.time() - last_frame > FRAME_S or done == n:
-            last_frame = time.time()
-            # while training the view shows the whole flow; the slider then steps through it
+        if done == n:
             yield (session, gr.update(maximum=k, value=k), *views(session, direction, k),
-                   status(session.lab, "Training…" if done < n else f"Trained {n} steps."))
+                   status(session.lab, f"Trained {n} steps."))
+        elif time.time() > next_frame:  # the layer view and curve while training; the density map at the end
+            t0 = time.time()
+            with session.lock:
+                frame = (layer_view(session.lab, direction, k), gr.update(), curve(session.lab))
+            yield session, gr.update(maximum=k, value=k), *frame, status(session.lab, "Training…")
+            next_frame = time.time() + max(FRAME_S, 3 * (time.time() - t0))  # drawing takes at most a quarter
 
 
 @friendly
