@@ -68,7 +68,7 @@ def build(page: parts.Page):
                 "with the same one. (Goodfellow et al. §20.14; reproduce with `python -m models.density.likelihood`.)")
     table = gr.Markdown(elem_id="likelihoods-table")
     with gr.Row():
-        n = gr.Number(value=200, precision=0, label=f"Test images (1–{MAX_RECOMPUTE:,})")
+        n = gr.Number(value=100, precision=0, label=f"Test images (1–{MAX_RECOMPUTE:,})")
         btn = gr.Button("Recompute on N test images", variant="primary")
         show_btn = gr.Button("Show the stored table")
     download = gr.File(label="Download (JSON)", interactive=False, height=90)
