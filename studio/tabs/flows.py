@@ -31,6 +31,7 @@ VIEW = 4.0  # the layer view shows [-VIEW, VIEW]²: the prior's samples reach ab
 FRAME_S = 0.5  # at most this often a frame while training
 DIRECTIONS = {"data → prior (f)": "forward", "prior → data (f⁻¹)": "inverse"}
 N_SHOWN = 800  # points drawn in the layer view
+SHOWN_NATS = 8.0  # the density map's colours span the top 8 nats of log p
 
 
 @dataclass
@@ -112,14 +113,14 @@ def density_map(lab: flow2d.Lab, marked=None) -> np.ndarray:
     fig = Figure(figsize=(PLANE_PX / 100, PLANE_PX / 100), dpi=100)
     ax = fig.add_axes((0, 0, 1, 1))
     logp = flow2d.density(lab, 90).numpy()
-    low = np.percentile(logp, 5)
+    low = logp.max() - SHOWN_NATS  # far below the peak is all the same black: the data's shape stays visible
     ax.imshow(logp.clip(low, None), extent=(-e, e, -e, e), cmap="magma", interpolation="bilinear")
     ax.scatter(lab.data[:300, 0], lab.data[:300, 1], s=2, color="#7fd4ff", alpha=0.6)
     if marked is not None:
         path = np.asarray(marked["path"])
         ax.plot(path[:, 0], path[:, 1], "-o", color="white", ms=3, lw=1)
         ax.plot(*path[0], "o", ms=8, mfc="none", mec="#00ff88", mew=2)
-    ax.text(-e + 0.1, e - 0.35, f"log p(x), {logp.min():.1f} (dark) to {logp.max():.1f} nats (light)", fontsize=8,
+    ax.text(-e + 0.1, e - 0.35, f"log p(x): {low:.1f} nats or less (black) to {logp.max():.1f} (light)", fontsize=8,
             color="white")
     ax.set_xlim(-e, e)
     ax.set_ylim(-e, e)
