@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from models.core.family import check_range
-from models.density.realnvp import Coupling, standard_normal_logpdf
+from models.density.realnvp import Coupling, Flow, standard_normal_logpdf
 
 DATASETS = ("moons", "rings", "drawn")
 EXTENT = 3.0  # the plane drawn: [-EXTENT, EXTENT]²
@@ -121,24 +121,12 @@ def mlp(hidden: int, depth: int, generator: torch.Generator) -> nn.Sequential:
     return net
 
 
-class Flow2D(nn.Module):
+class Flow2D(Flow):
     def __init__(self, c: FlowConfig, generator: torch.Generator):
         super().__init__()
         masks = [torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])]
         self.layers = nn.ModuleList(Coupling(masks[k % 2], mlp(c.hidden, c.depth, generator))
                                     for k in range(c.couplings))
-
-    def forward(self, x):
-        logdet = x.new_zeros(len(x))
-        for layer in self.layers:
-            x, ld = layer(x)
-            logdet = logdet + ld
-        return x, logdet
-
-    def inverse(self, z):
-        for layer in reversed(self.layers):
-            z = layer.inverse(z)
-        return z
 
 
 @dataclass

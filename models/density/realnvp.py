@@ -153,7 +153,26 @@ PRESETS = {
 }
 
 
-class RealNVP(nn.Module):
+class Flow(nn.Module):
+    """A stack of invertible ``layers``: each maps ``x -> (y, log|det J|)`` and has an ``inverse``."""
+
+    layers: nn.ModuleList
+
+    def forward(self, x):
+        """``x -> (z, Σ log|det J|)``, the log-determinant per example."""
+        logdet = x.new_zeros(len(x))
+        for layer in self.layers:
+            x, ld = layer(x)
+            logdet = logdet + ld
+        return x, logdet
+
+    def inverse(self, z):
+        for layer in reversed(self.layers):
+            z = layer.inverse(z)
+        return z
+
+
+class RealNVP(Flow):
     """The image flow: the logit pre-processing is outside (see :func:`to_flow_space`); ``layers`` map
     ``w`` (B, 1, 28, 28) to ``z`` (B, 16, 7, 7) or whatever the last scale's shape is."""
 
@@ -176,18 +195,6 @@ class RealNVP(nn.Module):
         self.layers = nn.ModuleList(layers)
         self.z_shape = (ch, size, size)
 
-    def forward(self, w):
-        """``w -> (z, Σ log|det J|)``."""
-        logdet = w.new_zeros(len(w))
-        for layer in self.layers:
-            w, ld = layer(w)
-            logdet = logdet + ld
-        return w, logdet
-
-    def inverse(self, z):
-        for layer in reversed(self.layers):
-            z = layer.inverse(z)
-        return z
 
 
 def build(config: RealNVPConfig) -> RealNVP:

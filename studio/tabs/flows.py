@@ -363,7 +363,7 @@ def build(page: parts.Page):
     page.action(reset_btn.click, lab_reset, [session, direction, *settings], outs, api_name="realnvp_lab_reset")
     page.on_load(lab_reset, [session, direction, *settings], outs)
     page.action(train_btn.click, lab_train, [session, steps, direction, *settings], outs,
-                api_name="realnvp_lab_train", show_progress_on=[status_md])
+                api_name="realnvp_lab_fit", show_progress_on=[status_md])
     for event, api in ((layer.change, "realnvp_lab_layers"), (direction.change, None)):
         if api:
             page.action(event, lab_layers, [session, direction, layer, *settings], [session, view_img],
