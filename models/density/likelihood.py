@@ -115,11 +115,11 @@ def format_table(result: dict) -> str:
         lines.append(f"\n== {rows[0]['preprocessing']} ==")
         if group in result.get("published", {}):
             lines.append(f"   ({result['published'][group]})")
-        lines.append(f"{'#':>2} {'family':<24} {'checkpoint':<22} {'estimate':<11} {'nats/image':>10} "
+        lines.append(f"{'#':>2} {'family':<24} {'checkpoint':<22} {'estimate':<19} {'nats/image':>10} "
                      f"{'bits/dim':>9} {'images':>7}")
         for r in rows:
             lines.append(f"{r['rank']:>2} {r['title'][:24]:<24} {r['checkpoint'][:22]:<22} "
-                         f"{(r['estimate'] + (' (bound)' if r['kind'] == 'bound' else ''))[:19]:<11} "
+                         f"{(r['estimate'] + (' (bound)' if r['kind'] == 'bound' else ''))[:19]:<19} "
                          f"{r['nats']:>10.2f} {r['bits_per_dim']:>9.4f} {r['test_examples']:>7}")
     lines.append("\nCaveat: " + result["caveat"])
     return "\n".join(lines)
