@@ -24,8 +24,8 @@ def trained_lab(steps=150, **settings):
 
 
 def test_2d_flow_inverts_and_its_log_det_matches_autograd():
-    lab = trained_lab(100)
-    x = flow2d.toy_points("moons", 16, seed=3).double()
+    lab = trained_lab(40)
+    x = flow2d.toy_points("moons", 8, seed=3).double()
     flow = lab.flow.double().eval()
     z, logdet = flow(x)
     assert torch.allclose(flow.inverse(z), x, atol=1e-9)
@@ -41,12 +41,12 @@ def test_2d_density_integrates_to_about_one_and_point_splits_add_up():
     assert float(logp.exp().sum() * cell) == pytest.approx(1.0, abs=0.05)  # standardised moons fit in [-3, 3]²
     r = flow2d.explain_point(lab, 0.3, -0.2)
     assert r["log_p"] == pytest.approx(r["prior"] + sum(r["log_det"]), abs=1e-6)
-    assert r["log_p"] == pytest.approx(float(flow2d.log_prob(lab.flow, torch.tensor([[0.3, -0.2]]))), abs=1e-5)
+    assert r["log_p"] == pytest.approx(float(flow2d.log_prob(lab.flow, torch.tensor([[0.3, -0.2]])).detach()), abs=1e-5)
     assert len(r["path"]) == lab.config.couplings + 1 and r["path"][-1] == pytest.approx(r["z"])
 
 
 def test_2d_lab_learns_and_replays_from_its_seed():
-    a, b = trained_lab(150, seed=4), trained_lab(150, seed=4)
+    a, b = trained_lab(80, seed=4), trained_lab(80, seed=4)
     untrained = flow2d.make_lab(flow2d.FlowConfig(seed=4))
     assert flow2d.held_out_nll(a) == flow2d.held_out_nll(b)
     assert flow2d.held_out_nll(a) < flow2d.held_out_nll(untrained) - 0.5
@@ -134,7 +134,7 @@ def shipped_scores():
 def test_shipped_mnist_flow_is_far_better_than_untrained_and_its_card_says_so(shipped_scores):
     bits, untrained, card, info = shipped_scores
     assert bits < 2.0 < untrained  # an untrained flow is the logit-space prior: several bits per dimension
-    assert card["metrics"]["bits_per_dim"] == pytest.approx(bits, abs=0.05)  # 500 images vs the card's 10,000
+    assert card["metrics"]["bits_per_dim"] == pytest.approx(bits, abs=0.1)  # 500 images vs the card's 10,000
     assert card["metrics"]["test_images"] == 10_000
     assert "dequantisation" in info["preprocessing"] and "dequantisation" in card["data"]["preprocessing"]
 
