@@ -3,14 +3,16 @@
 ``models.core`` holds what every family shares (the contract, checkpoints, data, the training loop
 and the scoring classifiers); each domain package holds its families and what they share.
 """
-from models.image import diffusion, gan, latent_diffusion, vae
+from models.density import realnvp
+from models.image import diffusion, gan, hvae, latent_diffusion, vae
 from models.music import musegan, music_rnn, music_transformer
 from models.paint import cyclegan
 from models.text import gpt, lstm
 
 FAMILIES = {f.name: f for f in (
-    vae.FAMILY, gan.FAMILY, diffusion.FAMILY, latent_diffusion.FAMILY,  # image
+    vae.FAMILY, hvae.FAMILY, gan.FAMILY, diffusion.FAMILY, latent_diffusion.FAMILY,  # image
     lstm.FAMILY, gpt.FAMILY,  # text
     music_transformer.FAMILY, music_rnn.FAMILY, musegan.FAMILY,  # music
     cyclegan.FAMILY,  # paint (image-to-image)
+    realnvp.FAMILY,  # density (likelihood models)
 )}

@@ -12,9 +12,10 @@ from gradio.exceptions import ComponentProcessingError, InvalidPathError
 
 from models.core import RUNS
 from studio import lanes, parts, widgets
-from studio.tabs import basics, diffusion, gan, gan_lab, latent, music, paint, text, vae
+from studio.tabs import basics, diffusion, flows, gan, gan_lab, latent, likelihoods, music, paint, text, vae
 
-TABS = [vae, gan, gan_lab, diffusion, latent, text, music, paint, basics]  # one module per tab: TITLE and build(demo)
+TABS = [vae, gan, gan_lab, diffusion, latent, text, music, paint,  # one module per tab: TITLE and build(demo)
+        basics, flows, likelihoods]
 
 HEADER = """# Generative Deep Learning Studio
 Explore generative models by clicking: every tab has a shipped checkpoint trained by this project,

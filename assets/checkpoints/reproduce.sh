@@ -49,3 +49,14 @@ OMP_NUM_THREADS=1 python -m models.train musegan --preset cpu --name musegan_cho
 # cpu preset at 3,000 steps, batch 16 (2.4 epochs): about 35 minutes on one shared CPU thread (it was
 # trained as 1,800 steps then --resume to 3,000, which gives the same batches as one run).
 OMP_NUM_THREADS=1 python -m models.train cyclegan --preset cpu --set steps=3000 --name cyclegan_mnist
+# Hierarchical VAE on binarised MNIST (stochastic binarisation, fixed seeds: models.core.data.binary_images):
+# top 8 + bottom 8 (decoder reads both) against the one-level baseline with latent 16, same MLPs
+# (784-256-128), Adam 1e-3, batch 128, 12,000 steps each (about 10 minutes each on one shared CPU thread).
+OMP_NUM_THREADS=1 python -m models.train hvae --preset cpu --set steps=12000 --name hvae_mnist
+OMP_NUM_THREADS=1 python -m models.train hvae --preset one_level --set steps=12000 --name hvae_mnist_one_level
+# RealNVP on dequantised 8-bit MNIST (2 checkerboard couplings at 28x28, 4 at 14x14x4, 4 at 7x7x16, width 32,
+# 1 residual block each; Adam 1e-3, batch 64): trained on one CPU thread of a very busy 2-core machine, as
+# 2,000 steps then --resume to 3,000 (same batches as one run), about 1 hour 20 minutes in all.
+OMP_NUM_THREADS=1 python -m models.train realnvp --preset cpu --name realnvp_mnist --set steps=3000
+# The likelihood table over every shipped checkpoint with a log_likelihood hook (assets/likelihood_table.json)
+python -m models.density.likelihood

@@ -132,12 +132,16 @@ def read_meta(path) -> dict:
     size = path.stat().st_size
     with open(path, "rb") as f:
         head = f.read(8)
-        if head[:2] == b"PK" or head[:1] == b"\x80":
+        (n,) = struct.unpack("<Q", head) if len(head) == 8 else (0,)
+        # a safetensors header length may begin with byte 0x80 too: only a file that is not a safetensors
+        # header (a JSON object right after the length) is taken for a pickle or a zip
+        header_follows = 0 < n <= min(MAX_HEADER, size - 8) and f.read(1) == b"{"
+        f.seek(8)
+        if not header_follows and (head[:2] == b"PK" or head[:1] == b"\x80"):
             raise ValueError(f"{name} is a pickle/PyTorch .pt file; the studio never unpickles files. "
                              "Re-save the weights as safetensors.")
         if len(head) < 8:
             raise ValueError(f"{name} is too short to be a safetensors checkpoint (corrupt or truncated).")
-        (n,) = struct.unpack("<Q", head)
         if n > MAX_HEADER or n > size - 8:
             raise ValueError(f"{name} is not a valid safetensors checkpoint (corrupt or truncated header).")
         try:

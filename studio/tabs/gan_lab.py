@@ -31,11 +31,11 @@ STEPS = {"both": (True, True), "D": (True, False), "G": (False, True)}  # which 
 
 # --- drawing ---
 
-def canvas(points) -> np.ndarray:
-    """The drawing canvas: the plane with its axes, and the points clicked so far."""
+def canvas(points, extent: float = gan2d.EXTENT, minimum: int = gan2d.MIN_POINTS) -> np.ndarray:
+    """The drawing canvas: the plane [-extent, extent]² with its axes, and the points clicked so far."""
     fig = Figure(figsize=(CANVAS_PX / 100, CANVAS_PX / 100), dpi=100)
     ax = fig.add_axes((0, 0, 1, 1))  # the axes fill the image, so pixels map linearly to data
-    e = gan2d.EXTENT
+    e = extent
     ax.set_xlim(-e, e)
     ax.set_ylim(-e, e)
     ax.axhline(0, color="0.8", lw=0.8)
@@ -46,14 +46,14 @@ def canvas(points) -> np.ndarray:
     if points:
         p = np.asarray(points)
         ax.scatter(p[:, 0], p[:, 1], s=25, color="#1b9e77")
-    ax.text(-e + 0.08, e - 0.25, f"{len(points or [])} points (at least {gan2d.MIN_POINTS})", fontsize=8)
+    ax.text(-e + 0.04 * e, e - 0.12 * e, f"{len(points or [])} points (at least {minimum})", fontsize=8)
     ax.set_xticks([])
     ax.set_yticks([])
     return widgets.figure_to_array(fig)
 
 
-def pixel_to_plane(px: float, py: float, size: int = CANVAS_PX) -> tuple[float, float]:
-    e = gan2d.EXTENT
+def pixel_to_plane(px: float, py: float, size: int = CANVAS_PX, extent: float = gan2d.EXTENT) -> tuple[float, float]:
+    e = extent
     return -e + 2 * e * px / size, e - 2 * e * py / size
 
 

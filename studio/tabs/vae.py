@@ -20,6 +20,7 @@ from models.core import data, evaluate
 from models.core.family import check_range, last, seeded
 from models.image import vae
 from studio import parts, widgets
+from studio.tabs import hvae as hierarchical
 from studio.widgets import friendly
 
 TITLE = "VAE"
@@ -366,3 +367,4 @@ def build(page: parts.Page):
                 api_name="vae_samples")
     train.wire(page, train_config, [t_data, t_latent, t_beta], ["loss", "reconstruction", "kl"], api_prefix="vae",
                names=["dataset", "latent_size", "beta"])
+    hierarchical.build_section(page)
