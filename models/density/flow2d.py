@@ -105,10 +105,11 @@ def mlp(hidden: int, depth: int, generator: torch.Generator) -> nn.Sequential:
     """2 -> hidden (×depth, ReLU) -> 4 (s and t), initialised from ``generator`` with the last layer at
     zero (so every coupling starts as the identity)."""
     mods, width = [], 2
-    for _ in range(depth):
-        mods += [nn.Linear(width, hidden), nn.ReLU()]
-        width = hidden
-    mods.append(nn.Linear(width, 4))
+    with torch.random.fork_rng(devices=[]):  # nn.Linear's own init draws from the global RNG: undo it
+        for _ in range(depth):
+            mods += [nn.Linear(width, hidden), nn.ReLU()]
+            width = hidden
+        mods.append(nn.Linear(width, 4))
     net = nn.Sequential(*mods)
     with torch.no_grad():
         for m in net:
