@@ -4,9 +4,9 @@ from __future__ import annotations
 import gradio as gr
 
 from studio import parts
-from studio.tabs import diffusion, gan, gan_lab, latent, music, paint, text, vae
+from studio.tabs import autoregressive, diffusion, gan, gan_lab, latent, music, paint, text, vae
 
-TABS = [vae, gan, gan_lab, diffusion, latent, text, music, paint]  # one module per tab: TITLE and build(demo)
+TABS = [vae, gan, gan_lab, diffusion, latent, text, music, paint, autoregressive]  # one module per tab: TITLE and build(demo)
 
 HEADER = """# Generative Deep Learning Studio
 Explore generative models by clicking: every tab has a shipped checkpoint trained by this project,

@@ -299,6 +299,8 @@ def main(argv=None) -> None:
     p.add_argument("--out", type=Path, default=SHIPPED)
     p.add_argument("--resume", action="store_true")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--score-samples", type=int, default=2000,
+                   help="samples the classifier scores for the card (fewer for slow samplers)")
     a = p.parse_args(argv)
     fam = FAMILIES[a.family]
     overrides = {}
@@ -316,7 +318,8 @@ def main(argv=None) -> None:
 
     command = "python -m models.train " + " ".join(shlex.quote(s) for s in argv if s != "--resume")
     result = train(fam, config, name=name, out=a.out, resume=a.resume, on_progress=show,
-                   log_every=200, checkpoint_every=1000, seed=a.seed, command=command)
+                   log_every=200, checkpoint_every=1000, seed=a.seed, command=command,
+                   score_samples=a.score_samples)
     print(result.message)
     if result.card:
         print(json.dumps(result.card["metrics"], indent=2))
