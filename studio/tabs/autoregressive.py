@@ -188,7 +188,7 @@ def sample(checkpoint: str, seed, n, temperature, every):
     frames = MODULES[family].sample(model, n, generator=seeded(seed), temperature=temperature, every=every)
     images = None
     for k, images in enumerate(frames):
-        if time.time() - last_yield > PREVIEW_S:
+        if k == 0 or time.time() - last_yield > PREVIEW_S:  # the first row at once, then at a steady pace
             last_yield = time.time()
             drawn = min((k + 1) * every, SIZE * SIZE)
             yield show(images), f"Drawing… {drawn} of {SIZE * SIZE} pixels ({time.time() - t0:.1f} s)", None, None
