@@ -355,7 +355,7 @@ def build(page: parts.Page):
                 with gr.Column(scale=1):
                     order_img = gr.Image(label="Drawing order (dark: first)", format="png", interactive=False,
                                          height=180)
-                    order_md = gr.Markdown()
+                    order_md = gr.Markdown(label="Order and pixels")
             sample_out = parts.output_panel()
         with gr.Accordion("Complete or score an image", open=True):
             with gr.Row():
@@ -379,7 +379,7 @@ def build(page: parts.Page):
                                             interactive=False, buttons=["download"], height=200)
                     complete_out = parts.output_panel()
             score_img = gr.Image(label="Per-pixel surprise", format="png", interactive=False, height=300)
-            score_md = gr.Markdown()
+            score_md = gr.Markdown(label="Log-likelihood")
         with gr.Accordion("Receptive field of a pixel", open=True):
             gr.Markdown("Click a pixel (or type its row and column): which input pixels can its prediction depend "
                         "on? Stacked 3×3 type-B masks leave a **blind spot** up and to the right; the gated "
@@ -393,7 +393,7 @@ def build(page: parts.Page):
                         col = gr.Number(value=14, precision=0, label="Column (0–27)")
                         rf_btn = gr.Button("Show receptive field", variant="primary")
                     rf_img = gr.Image(label="Receptive fields", format="png", interactive=False)
-                    rf_md = gr.Markdown()
+                    rf_md = gr.Markdown(label="What each stack reaches")
         with parts.TrainPanel(header, "Train a gated PixelCNN or a NADE here on binarised (or 4-level) MNIST or "
                               "Fashion-MNIST. On 2 CPU cores a gated PixelCNN of width 32 takes about 1 s per step "
                               "at batch 32, a NADE of 500 hidden units about 1.5 s per step at batch 100. The card "
@@ -414,8 +414,9 @@ def build(page: parts.Page):
                 api_name="ar_sample")
     page.action(complete_btn.click, complete,
                 [ckpt, source, index, sketch, region, particles, c_seed, c_n, c_temp],
-                [complete_img, *complete_out.outputs], api_name="ar_complete")
-    page.action(score_btn.click, score, [ckpt, source, index, sketch], [score_img, score_md], api_name="ar_score")
+                [complete_img, *complete_out.outputs], api_name="ar_complete", example={"sketch": "stroke"})
+    page.action(score_btn.click, score, [ckpt, source, index, sketch], [score_img, score_md], api_name="ar_score",
+                example={"sketch": "stroke"})
     page.action(rf_btn.click, receptive_field, [ckpt, row, col], [rf_img, rf_md], api_name="ar_receptive_field")
     index.submit(friendly(click_picture), [ckpt, index], click_img, api_name=False)
     click_img.select(click_pixel, None, [row, col], api_name=False) \
