@@ -3,7 +3,7 @@
 ``models.core`` holds what every family shares (the contract, checkpoints, data, the training loop
 and the scoring classifiers); each domain package holds its families and what they share.
 """
-from models.density import realnvp
+from models.density import nade, pixelcnn, realnvp
 from models.image import diffusion, gan, hvae, latent_diffusion, vae
 from models.music import musegan, music_rnn, music_transformer
 from models.paint import cyclegan
@@ -14,5 +14,5 @@ FAMILIES = {f.name: f for f in (
     lstm.FAMILY, gpt.FAMILY,  # text
     music_transformer.FAMILY, music_rnn.FAMILY, musegan.FAMILY,  # music
     cyclegan.FAMILY,  # paint (image-to-image)
-    realnvp.FAMILY,  # density (likelihood models)
+    pixelcnn.FAMILY, nade.FAMILY, realnvp.FAMILY,  # density (likelihood models)
 )}
