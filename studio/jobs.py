@@ -28,6 +28,8 @@ import time
 import traceback
 from dataclasses import asdict, dataclass, field, replace
 
+import torch
+
 from models import FAMILIES
 from models.core import ROOT, checkpoint
 from models.core import train as training
@@ -229,9 +231,11 @@ class Jobs:
                         cmd = torchrun_command(family, name, config, self.folder, processes, resume, settings)
                         job.result = follow_torchrun(job, cmd, self.folder)
                         return
-                    job.result = training.train(fam, config, name=name, out=self.folder, resume=resume,
-                                                cancel=job.cancel, on_progress=lambda p: setattr(job, "progress", p),
-                                                between_steps=job.between_steps, **settings)
+                    with torch.random.fork_rng(devices=[]):  # the loop seeds the global RNG: give it back after
+                        job.result = training.train(fam, config, name=name, out=self.folder, resume=resume,
+                                                    cancel=job.cancel,
+                                                    on_progress=lambda p: setattr(job, "progress", p),
+                                                    between_steps=job.between_steps, **settings)
                 except ValueError as e:
                     job.error = str(e)
                 except Exception as e:  # keep the studio alive and say what happened

@@ -217,3 +217,15 @@ def test_corrupt_weights_behind_a_good_card_are_refused_when_used(user_run):
     with pytest.raises(Exception) as info:
         widgets.load("vae", "mine")
     assert "corrupt" in str(info.value)
+
+
+def test_a_studio_training_run_gives_the_global_rng_back(user_dir):
+    """The loop seeds the global RNG (initial weights, training noise); a run started from the page
+    leaves the process-wide state as it found it."""
+    import torch
+
+    before = torch.get_rng_state()
+    job = jobs.JOBS.start("vae", "rng_back", VAE.config("tiny", steps=6), score_samples=0, preview_every=None)
+    job.thread.join(60)
+    assert job.result is not None and job.result.status == "finished"
+    assert torch.equal(torch.get_rng_state(), before)

@@ -139,8 +139,6 @@ def test_shipped_mnist_flow_is_far_better_than_untrained_and_its_card_says_so(sh
     assert "dequantisation" in info["preprocessing"] and "dequantisation" in card["data"]["preprocessing"]
 
 
-@pytest.mark.xfail(strict=True, reason="not reached on the CPU budget: the shipped flow trained 3,000 steps "
-                   "on one busy CPU thread; the bar needs a longer run (strict: remove this mark once it passes)")
 def test_shipped_mnist_flow_meets_the_bar(shipped_scores):
     bits, untrained, *_ = shipped_scores
     assert bits <= BAR_BITS < untrained, f"shipped RealNVP scores {bits:.3f} bits/dim"

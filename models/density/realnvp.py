@@ -132,7 +132,7 @@ class RealNVPConfig:
 
     def validate(self):
         if self.dataset not in ("mnist", "fashion"):
-            raise ValueError(f"RealNVP trains on 'mnist' or 'fashion'; got {self.dataset!r}.")
+            raise ValueError(f"Unknown dataset {self.dataset!r} for RealNVP: it trains on 'mnist' or 'fashion'.")
         if not 1 <= len(self.scales) <= 3 or min(self.scales) < 0 or sum(self.scales) < 1:
             raise ValueError("scales must list 1 to 3 coupling counts (28×28, 14×14, 7×7), at least one layer.")
         check_range("hidden channels", self.hidden, 1, 1024)

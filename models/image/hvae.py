@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.core.data import BINARISATIONS
 from models.core.family import Family, check_range, device_of
 
 BINARISATION = "stochastic"  # the published scheme (models.core.data.BINARISATIONS); PixelCNN/NADE use it too
@@ -49,7 +50,7 @@ class HVAEConfig:
 
     def validate(self):
         if self.dataset != "mnist":
-            raise ValueError(f"The hierarchical VAE trains on binarised 'mnist'; got {self.dataset!r}.")
+            raise ValueError(f"Unknown dataset {self.dataset!r} for the hierarchical VAE: it trains on binarised 'mnist'.")
         check_range("top latent size", self.top_dim, 0, 256)
         check_range("bottom latent size", self.bottom_dim, 1, 256)
         check_range("hidden width", self.hidden, 2, 4096)
@@ -258,7 +259,7 @@ def data(config: HVAEConfig, split: str):
                     "preprocessing": PREPROCESSING}
 
 
-PREPROCESSING = "binarised MNIST (stochastic: Bernoulli(intensity) once, fixed seeds)"
+PREPROCESSING = BINARISATIONS[BINARISATION]  # the same words as PixelCNN's and NADE's rows
 
 
 def describe(cfg: dict) -> str:

@@ -308,7 +308,7 @@ def build(page: parts.Page):
                 reset_btn = gr.Button("Reset", elem_id="realnvp-reset")
                 steps = gr.Slider(25, 5000, value=300, step=25, label="Steps per click")
                 train_btn = gr.Button("Train", variant="primary", elem_id="realnvp-lab-train")
-            status_md = gr.Markdown(elem_id="realnvp-lab-status")
+            status_md = gr.Markdown(label="Lab status", elem_id="realnvp-lab-status")
             with gr.Row():
                 with gr.Column():
                     direction = gr.Radio(list(DIRECTIONS), value="data → prior (f)", label="Direction")
@@ -321,7 +321,7 @@ def build(page: parts.Page):
                         x1 = gr.Number(value=0.5, label="x₁")
                         x2 = gr.Number(value=0.25, label="x₂")
                         point_btn = gr.Button("Explain point")
-                    point_md = gr.Markdown(elem_id="realnvp-point")
+                    point_md = gr.Markdown(label="log p of the point", elem_id="realnvp-point")
             curve_img = gr.Image(label="Training curve", format="png", interactive=False)
             with gr.Accordion("Draw your own distribution", open=False):
                 gr.Markdown(f"Click to add points (at least {flow2d.MIN_POINTS}); each becomes a small blob of data. "
@@ -349,7 +349,7 @@ def build(page: parts.Page):
                 score_btn = gr.Button("Score test image")
             with gr.Row():
                 digit = gr.Image(label="Test image", format="png", interactive=False, height=240)
-                score_md = gr.Markdown()
+                score_md = gr.Markdown(label="Log-likelihood, term by term")
             with parts.TrainPanel(header, "Train an image flow here (the shipped checkpoint's layout; it took about "
                                   "an hour on one CPU thread). Finished runs appear in the Checkpoint list.",
                                   steps_default=200, batches=(32, 64, 128), batch_default=64, run_name="my_realnvp",

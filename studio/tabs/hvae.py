@@ -78,7 +78,7 @@ def build_section(page: parts.Page):
             bottom_img = gr.Image(label="Bottom ε₁ redrawn along each row (top z₂ held)", format="png",
                                   interactive=False)
         out = parts.output_panel()
-        table = gr.Markdown(comparison, elem_id="hvae-compare")
+        table = gr.Markdown(comparison(), label="Bounds compared", elem_id="hvae-compare")
         compare_btn = gr.Button("Refresh the comparison")
         with parts.TrainPanel(header, "Train a hierarchical VAE (or a one-level one: top size 0) on binarised MNIST. "
                               "About 4,000 steps in a few minutes on 2 CPU cores.", steps_default=1000,

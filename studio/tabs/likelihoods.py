@@ -66,7 +66,7 @@ def build(page: parts.Page):
                 "log-likelihoods (flows, autoregressive models) and lower bounds (VAEs' ELBO, and the tighter "
                 "importance-weighted bound). Each row says its preprocessing; rows are ranked only against rows "
                 "with the same one. (Goodfellow et al. §20.14; reproduce with `python -m models.density.likelihood`.)")
-    table = gr.Markdown(elem_id="likelihoods-table")
+    table = gr.Markdown(label="Likelihood table", elem_id="likelihoods-table")
     with gr.Row():
         n = gr.Number(value=100, precision=0, label=f"Test images (1–{MAX_RECOMPUTE:,})")
         btn = gr.Button("Recompute on N test images", variant="primary")
