@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.core.family import Family, check_range, device_of
+from models.density import gmm
 
 
 @dataclass
@@ -149,8 +150,6 @@ def sample(model: VAE, n: int, generator: torch.Generator | None = None, scale: 
     check_range("prior scale", scale, 0.0, 10.0)
     model.eval()
     if z is None and mixture is not None:
-        from models.density import gmm
-
         draws, comp = gmm.sample(mixture, n, generator)
         centre = mixture.means[comp]
         z = (centre + scale * (draws - centre)).float()
@@ -162,8 +161,6 @@ def sample(model: VAE, n: int, generator: torch.Generator | None = None, scale: 
 def aggregate_posterior(model: VAE, x, k: int = 10, generator: torch.Generator | None = None, max_iter: int = 100):
     """A k-component Gaussian mixture fitted by EM (:mod:`models.density.gmm`) to one draw
     z ~ q(z|xₙ) per image of ``x``: an estimate of the aggregate posterior q(z) to sample from."""
-    from models.density import gmm
-
     g = generator if generator is not None else torch.Generator().manual_seed(0)
     mu, sigma = encode(model, x)
     z = mu + sigma * torch.randn(mu.shape, generator=g)
