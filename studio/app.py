@@ -30,7 +30,7 @@ def build_app() -> gr.Blocks:
     with gr.Blocks(title="Generative Deep Learning Studio") as demo:
         page = parts.Page(demo)
         gr.Markdown(HEADER)
-        with gr.Tabs():
+        with gr.Tabs(overflow_behavior="wrap"):  # every tab stays visible (no overflow menu)
             for tab in TABS:
                 page.tab = tab.TITLE
                 with gr.Tab(tab.TITLE):
