@@ -30,7 +30,13 @@ EVAL_SEEDS = tuple(range(1000, 1010))  # the fixed tracks every controller card 
 
 def missing() -> list[str]:
     """The pip requirements of the optional packages that are not installed (empty when all are)."""
-    return [req for module, req in REQUIREMENTS.items() if importlib.util.find_spec(module) is None]
+    def absent(module):
+        try:
+            return importlib.util.find_spec(module) is None
+        except (ValueError, ImportError):  # a module hidden with sys.modules[name] = None
+            return True
+
+    return [req for module, req in REQUIREMENTS.items() if absent(module)]
 
 
 def install_hint() -> str:

@@ -188,10 +188,12 @@ def sample_next(params, temperature: float, generator) -> torch.Tensor:
 
 
 @torch.no_grad()
-def dream(model: Memory, z0, actions, temperature: float = 1.0, generator=None, policy=None, steps=None):
+def dream(model: Memory, z0, actions, temperature: float = 1.0, generator=None, policy=None, steps=None,
+          state=None):
     """Roll M forward from code ``z0`` (Z,), yielding a :class:`DreamStep` per step.
 
     Actions come from ``actions`` (T, 3), or from ``policy(z, h) -> action`` for ``steps`` steps.
+    ``state`` is the LSTM's (h, c) after the real frames before ``z0`` (a :class:`Tracker`'s), if any.
     The same seed (generator), start and actions give the same dream, bit for bit.
     """
     check_range("temperature", temperature, 0.01, 5.0)
@@ -200,7 +202,7 @@ def dream(model: Memory, z0, actions, temperature: float = 1.0, generator=None, 
     if z.shape[-1] != model.latent_dim:
         raise ValueError(f"The start code must have {model.latent_dim} numbers; got {z.shape[-1]}.")
     n = steps if policy is not None else len(actions)
-    state, h = None, torch.zeros(model.hidden)
+    h = state[0][0, 0].clone() if state is not None else torch.zeros(model.hidden)
     for t in range(n):
         a = torch.as_tensor(policy(z[0, 0], h) if policy is not None else actions[t], dtype=torch.float32)
         params, out, state = model(z, a.reshape(1, 1, 3), state)
