@@ -251,9 +251,6 @@ def main(argv=None):
     log("done")
 
 
-if __name__ == "__main__":
-    main(sys.argv[1:])
-
 
 def continue_memory(epochs: int = 200, seed: int = 1) -> Path:
     """More epochs for the shipped M (the first pass is short so that C's search starts early);
@@ -284,3 +281,7 @@ def continue_memory(epochs: int = 200, seed: int = 1) -> Path:
     card.pop("name", None)
     write_card(NAMES["memory"], card)
     return path
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

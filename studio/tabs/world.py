@@ -180,6 +180,7 @@ def new_episode(seed, vision, memory, controller):
 
 
 def _episode(state, seed, vision, memory, controller):
+    E.check_available()
     state = state if isinstance(state, dict) else {}
     ep = state.get("episode")
     key = (widgets.seed_of(seed), vision, memory, controller)
@@ -194,6 +195,7 @@ def _episode(state, seed, vision, memory, controller):
 @friendly
 def drive(state, seed, frames, every, vision, memory, controller):
     """Let the controller drive ``frames`` frames of the visitor's episode, streaming the dashboard."""
+    E.check_available()
     n, k = whole(frames, "Frames"), whole(every, "Show every")
     check_range("Frames", n, 1, MAX_DRIVE)
     check_range("Show every", k, 1, 50)
@@ -214,6 +216,7 @@ def drive(state, seed, frames, every, vision, memory, controller):
 @friendly
 def step_once(state, seed, vision, memory, controller):
     """One frame of the controller (the Step button)."""
+    E.check_available()
     if not controller:
         raise ValueError("Choose a controller checkpoint first (none is shipped or trained yet).")
     state, ep = _episode(state, seed, vision, memory, controller)
@@ -238,6 +241,7 @@ def manual(state, seed, steer, gas, brake, frames, vision, memory, controller):
 
 @friendly
 def new_track(state, seed, vision, memory, controller):
+    E.check_available()
     state = state if isinstance(state, dict) else {}
     if state.get("episode") is not None:
         state["episode"].close()
