@@ -236,8 +236,7 @@ def train_controller(deadline: str | None, seed=0, generations=200) -> Path:
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("stage", choices=["collect", "vision", "memory", "memory_more", "controller", "all"])
-    p.add_argument("--epochs", type=int, default=200, help="memory_more: epochs to add")
+    p.add_argument("stage", choices=["collect", "vision", "memory", "controller", "all"])
     p.add_argument("--deadline", default=None, help="UTC HH:MM at which the CMA-ES search stops")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
@@ -246,41 +245,9 @@ def main(argv=None):
     for s in stages:
         log("stage", s)
         {"collect": collect, "vision": train_vision, "memory": train_memory,
-         "memory_more": lambda: continue_memory(a.epochs),
          "controller": lambda: train_controller(a.deadline)}[s]()
     log("done")
 
-
-
-def continue_memory(epochs: int = 200, seed: int = 1) -> Path:
-    """More epochs for the shipped M (the first pass is short so that C's search starts early);
-    the card is rewritten with the total steps and time."""
-    path = SHIPPED / f"{NAMES['memory']}.safetensors"
-    model, cfg, meta = load(path, "memory")
-    card = json.loads(path.with_suffix(".json").read_text())
-    vision, _, _ = load(SHIPPED / f"{NAMES['vision']}.safetensors", "vision")
-    codes = encode_all(vision)
-    data = np.load(WORK / "rollouts.npz")
-    train, held = split(data)
-    actions = torch.from_numpy(data["actions"]).float()
-    episodes = torch.from_numpy(data["episodes"])
-    tr, he = torch.from_numpy(train), torch.from_numpy(held)
-    more = M.MemoryConfig(**{**cfg.__dict__, "epochs": epochs})
-    g = torch.Generator().manual_seed(seed)
-    t0 = time.time()
-    curve = M.train(model, codes["mu"][tr], codes["sigma"][tr], actions[tr], episodes[tr], more, g,
-                    on_step=lambda s, n, m: s % 50 == 0 and log(f"M (more) step {s}/{n} nll {m['loss']:.3f}"))
-    wall = time.time() - t0
-    metrics = M.evaluate(model, codes["mu"][he], actions[he], episodes[he], train_mu=codes["mu"][tr])
-    log("M held-out after more epochs", metrics)
-    cfg.epochs += epochs
-    save(path, "memory", model, cfg, curve=list(meta.get("curve", [])) + curve[::5])
-    card.update(config=cfg.__dict__, steps=card["steps"] + len(curve), metrics=metrics,
-                wall_time_s=round(card["wall_time_s"] + wall, 1),
-                command=card["command"] + f" && OMP_NUM_THREADS=1 python -m models.world.pipeline memory_more --epochs {epochs}")
-    card.pop("name", None)
-    write_card(NAMES["memory"], card)
-    return path
 
 
 if __name__ == "__main__":
