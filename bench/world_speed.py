@@ -5,14 +5,11 @@ one), V encode frames/s, M dream steps/s and one CMA-ES generation of the shippe
 """
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
 import numpy as np
 import torch
+from timing import ROOT  # noqa: F401  (puts the repository on sys.path)
 
 from models.core.family import seeded
 from models.world import SHIPPED, load
