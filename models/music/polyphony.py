@@ -85,8 +85,8 @@ class PolyphonyConfig:
 PRESETS = {
     "book": {},
     # about half an hour on one busy CPU thread; transposing ±3 semitones multiplies the chorales by 7
-    "cpu": {"transpose": 3, "seq_len": 256, "d_model": 128, "n_heads": 4, "head_dim": 32, "n_layers": 2,
-            "ff_dim": 256, "dropout": 0.1, "lr": 1e-3, "batch_size": 16, "steps": 2000},
+    "cpu": {"transpose": 3, "seq_len": 192, "d_model": 128, "n_heads": 4, "head_dim": 32, "n_layers": 2,
+            "ff_dim": 256, "dropout": 0.1, "lr": 1e-3, "batch_size": 16, "steps": 1200},
     "tiny": {"seq_len": 16, "d_model": 16, "n_heads": 2, "head_dim": 8, "n_layers": 1, "ff_dim": 32,
              "dropout": 0.0, "batch_size": 8, "steps": 2},
 }
@@ -186,8 +186,8 @@ def evaluate(model, tokens, voice, place, batch_size: int = 64) -> dict:
     out = {k: v / max(n, 1) for k, v in sums.items()}
     out["perplexity"] = math.exp(out["loss"])
     pieces = last(sample(model, CARD_PIECES, seeded(0), bars=CARD_BARS, temperature=TEMPERATURE)).voices
-    out["sample_scores"] = {**ch.score(pieces), "temperature": TEMPERATURE, "bars_each": CARD_BARS}
-    out["calibration"] = ch.reference(CARD_BARS)
+    out["four_voice_scores"] = {**ch.score(pieces), "temperature": TEMPERATURE, "bars_each": CARD_BARS}
+    out["four_voice_reference"] = ch.reference(CARD_BARS)
     return out
 
 
@@ -234,7 +234,7 @@ class Grammar:
         for i, t in enumerate(tok.tolist()):
             self._one(i, t)
         if self.grid:
-            self.slot += 1
+            self.slot = 0 if tok[0] == ch.BOS else self.slot + 1  # slots after BOS (every stream is at the same slot)
 
     def _one(self, i: int, t: int) -> None:
         if t == ch.BOS:
@@ -351,7 +351,7 @@ def score_row(s: dict) -> str:
 
 
 def card_lines(m: dict) -> list[str]:
-    s, cal = m["sample_scores"], m["calibration"]
+    s, cal = m["four_voice_scores"], m["four_voice_reference"]
     return [f"Held-out chorales: **{m['loss']:.3f} nats per token** (perplexity {m['perplexity']:.2f}, next token "
             f"right {m['accuracy']:.0%}).",
             f"{s['pieces']} samples of {s['bars_each']} bars at temperature {s['temperature']:g}: " + score_row(s) + ".",
