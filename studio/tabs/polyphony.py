@@ -154,7 +154,7 @@ def audio_of(voices, bpm, instruments) -> tuple[tuple[int, np.ndarray], str, obj
 
 
 @friendly
-def generate(checkpoint=DEFAULT, start_from=FROM_START, chorale=None, seed_bars=2, bars=8, temperature=1.0,
+def generate(checkpoint=DEFAULT, start_from=FROM_START, chorale=None, seed_bars=2, bars=8, temperature=poly.TEMPERATURE,
              seed=0, tempo=80, instruments="Church organ", midi_file=None):
     """Stream the growing four-voice piano roll, then the sound, the scores beside Bach's, the tokens, the
     caption, the provenance record and the files (4-part MIDI, MusicXML, WAV, JSON). ``midi_file`` is
