@@ -241,6 +241,11 @@ def on_token(voice: int, midi: int) -> int:
     return ON0 + voice * N_PITCHES + midi - LOWEST
 
 
+def shifts(gap: int) -> list[int]:
+    """SHIFT tokens that move time on by ``gap`` sixteenths (a bar at most each)."""
+    return [SHIFT0 + MAX_SHIFT - 1] * (gap // MAX_SHIFT) + ([SHIFT0 + gap % MAX_SHIFT - 1] if gap % MAX_SHIFT else [])
+
+
 def to_events(voices: Voices) -> np.ndarray:
     """Voices -> event tokens (no BOS): at each moment the offs, then the ons (soprano first), then a shift."""
     moments: dict[int, tuple[list, list]] = {}
@@ -250,11 +255,7 @@ def to_events(voices: Voices) -> np.ndarray:
             moments.setdefault(b, ([], []))[0].append(OFF0 + v)
     out, now = [], 0
     for t in sorted(moments):
-        gap = t - now
-        while gap > 0:
-            k = min(gap, MAX_SHIFT)
-            out.append(SHIFT0 + k - 1)
-            gap -= k
+        out += shifts(t - now)
         offs, ons = moments[t]
         out += sorted(offs) + sorted(ons)
         now = t

@@ -215,9 +215,7 @@ def prompt_stream(voices, tokenisation: str, bars: int) -> np.ndarray:
     else:
         ev = ch.to_events(cut)
         _, _, now = ch.event_features(np.concatenate([[ch.BOS], ev]))
-        gap = steps - now  # silence up to the bar line
-        shifts = [ch.SHIFT0 + ch.MAX_SHIFT - 1] * (gap // ch.MAX_SHIFT) + ([ch.SHIFT0 + gap % ch.MAX_SHIFT - 1] if gap % ch.MAX_SHIFT else [])
-        tokens = np.concatenate([[ch.BOS], ev, shifts]).astype(np.int64)
+        tokens = np.concatenate([[ch.BOS], ev, ch.shifts(steps - now)]).astype(np.int64)  # silence to the bar line
     return np.stack([tokens, *ch.features(tokens, tokenisation)])
 
 
@@ -357,7 +355,8 @@ def card_lines(m: dict) -> list[str]:
     s, cal = m["four_voice_scores"], m["four_voice_reference"]
     return [f"Held-out chorales: **{m['loss']:.3f} nats per token** (perplexity {m['perplexity']:.2f}, next token "
             f"right {m['accuracy']:.0%}).",
-            f"{s['pieces']} samples of {s['bars_each']} bars at temperature {s['temperature']:g}: " + score_row(s) + ".",
+            f"{s['pieces']} samples of {s['bars_each']} bars at temperature {s['temperature']:g}: "
+            + score_row(s) + ".",
             f"Bach, the first {s['bars_each']} bars of the {cal['bach_held_out']['pieces']} held-out chorales: "
             + score_row(cal["bach_held_out"]) + ".",
             "Noise (Bach's rhythm, random pitches near each voice's range): " + score_row(cal["noise"]) + "."]

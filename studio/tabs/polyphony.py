@@ -154,8 +154,8 @@ def audio_of(voices, bpm, instruments) -> tuple[tuple[int, np.ndarray], str, obj
 
 
 @friendly
-def generate(checkpoint=DEFAULT, start_from=FROM_START, chorale=None, seed_bars=2, bars=8, temperature=poly.TEMPERATURE,
-             seed=0, tempo=80, instruments="Church organ", midi_file=None):
+def generate(checkpoint=DEFAULT, start_from=FROM_START, chorale=None, seed_bars=2, bars=8,
+             temperature=poly.TEMPERATURE, seed=0, tempo=80, instruments="Church organ", midi_file=None):
     """Stream the growing four-voice piano roll, then the sound, the scores beside Bach's, the tokens, the
     caption, the provenance record and the files (4-part MIDI, MusicXML, WAV, JSON). ``midi_file`` is
     needed only when continuing your own four-part MIDI file."""
@@ -196,7 +196,8 @@ def generate(checkpoint=DEFAULT, start_from=FROM_START, chorale=None, seed_bars=
     score = ch.to_score(voices, title=f"{checkpoint}, seed {seed}")
     files = export(f"{checkpoint}_seed{seed}", midi, record, sound[1], score,
                    {"voices": dict(zip(ch.VOICES, voices)), "tokens": tokens.tolist()})
-    synth = "FluidSynth, TimGM6mb soundfont" if engine == "fluidsynth" else "sine synthesis: FluidSynth is not installed"
+    synth = ("FluidSynth, TimGM6mb soundfont" if engine == "fluidsynth"
+             else "sine synthesis: FluidSynth is not installed")
     n_notes = sum(len(line) for line in new)
     caption = (f"{bars} bars, {n_notes} new notes in four voices from {len(tokens)} {config.tokenisation} tokens in "
                f"{gen_s:.1f} s ({len(tokens) / gen_s:.0f} tokens/s); {midi.get_end_time():.1f} s of music at "
@@ -274,7 +275,8 @@ def build(page: parts.Page):
             midi_roll = gr.Image(label="Your MIDI file's four voices", format="png", interactive=False, visible=False)
             with gr.Row():
                 bars = gr.Slider(1, poly.MAX_BARS, value=8, step=1, label="Bars to generate")
-                temperature = gr.Slider(0.0, 2.0, value=poly.TEMPERATURE, step=0.05, label="Temperature (0 = most likely)")
+                temperature = gr.Slider(0.0, 2.0, value=poly.TEMPERATURE, step=0.05,
+                                        label="Temperature (0 = most likely)")
                 seed = widgets.seed_box()
             with gr.Row():
                 bpm = gr.Slider(40, 200, value=80, step=1, label="Tempo (quarter notes per minute)")
@@ -283,7 +285,8 @@ def build(page: parts.Page):
                 stop = gr.Button("Cancel", variant="stop")
             out = parts.output_panel("MIDI (four named parts, provenance in a text event), MusicXML (four parts), WAV "
                                      "and provenance JSON", file_count="multiple")
-            audio = gr.Audio(label="Listen (all four voices)", type="numpy", interactive=False, elem_id="chorales-audio")
+            audio = gr.Audio(label="Listen (all four voices)", type="numpy", interactive=False,
+                             elem_id="chorales-audio")
             roll = gr.Image(label="Piano roll (soprano, alto, tenor, bass in colour)", format="png", interactive=False,
                             elem_id="chorales-roll")
             scores = gr.Markdown(label="Scores beside Bach's", elem_id="chorales-scores")
