@@ -241,6 +241,12 @@ def choose_tokenisation(tokenisation: str, current: str):
 
 
 @friendly
+def tokenisation_of(checkpoint: str):
+    """The tokenisation radio follows the checkpoint chosen (yours too)."""
+    return gr.update(value=loaded(checkpoint)[1].tokenisation)
+
+
+@friendly
 def describe_upload(path):
     """What the four-voice models would read from an uploaded MIDI file (or why they cannot)."""
     if not path:
@@ -303,7 +309,7 @@ def build(page: parts.Page):
 
     gen_inputs = [ckpt, source, chorale, seed_bars, bars, temperature, seed, bpm, instruments, midi_in]
     gen_outputs = [audio, roll, scores, tokens, *out.outputs]
-    header.then(generate, gen_inputs, gen_outputs, show_progress_on=[out.caption])
+    header.then(tokenisation_of, ckpt, kind).then(generate, gen_inputs, gen_outputs, show_progress_on=[out.caption])
     gen = page.action(go.click, generate, gen_inputs, gen_outputs, api_name="chorales_generate",
                       show_progress_on=[out.caption])
     stop.click(None, None, None, cancels=[gen], api_name=False)
