@@ -40,7 +40,7 @@ def test_continuing_a_chorale_keeps_its_opening_and_a_four_part_upload_works(tmp
     *_, record, files = drain(tab.generate(tab.DEFAULT, tab.FROM_CHORALE, chorale, seed_bars=1, bars=1))
     assert record["controls"]["chorale"] == chorale
     path = tmp_path / "four.mid"
-    ch.to_midi(ch.crop(ch.chorale(chorale), 32)).write(str(path))
+    ch.to_midi(ch.crop(ch.chorale(chorale), 64)).write(str(path))
     _, note = tab.describe_upload(str(path))
     assert "four voices" in note
     *_, caption, record, _ = drain(tab.generate(tab.DEFAULT, tab.FROM_MIDI, None, 2, 1, midi_file=str(path)))

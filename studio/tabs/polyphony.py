@@ -27,7 +27,7 @@ TITLE = "Chorales (4 voices)"
 FAMILIES = ("polyphony",)
 CHECKPOINTS = {"grid": "chorales_grid", "events": "chorales_events"}
 DEFAULT = CHECKPOINTS["grid"]
-FROM_START, FROM_CHORALE, FROM_MIDI = "nothing (BOS)", "a held-out chorale's opening", "your four-part MIDI file"
+FROM_START, FROM_CHORALE, FROM_MIDI = "nothing (BOS)", "the opening of a held-out chorale", "your four-part MIDI file"
 REDRAW_S = 2.0  # redraw the growing piano roll at most this often (a drawing takes a fair part of a second)
 SHOWN_TOKENS = 96  # tokens listed in the token view
 
