@@ -5,14 +5,14 @@ and the scoring classifiers); each domain package holds its families and what th
 """
 from models.density import nade, pixelcnn, realnvp
 from models.image import diffusion, gan, hvae, latent_diffusion, vae
-from models.music import musegan, music_rnn, music_transformer
+from models.music import musegan, music_rnn, music_transformer, polyphony
 from models.paint import cyclegan
 from models.text import gpt, lstm
 
 FAMILIES = {f.name: f for f in (
     vae.FAMILY, hvae.FAMILY, gan.FAMILY, diffusion.FAMILY, latent_diffusion.FAMILY,  # image
     lstm.FAMILY, gpt.FAMILY,  # text
-    music_transformer.FAMILY, music_rnn.FAMILY, musegan.FAMILY,  # music
+    music_transformer.FAMILY, music_rnn.FAMILY, musegan.FAMILY, polyphony.FAMILY,  # music
     cyclegan.FAMILY,  # paint (image-to-image)
     pixelcnn.FAMILY, nade.FAMILY, realnvp.FAMILY,  # density (likelihood models)
 )}
