@@ -13,6 +13,7 @@ Handlers stay plain functions of plain values; these parts only lay out and wire
 """
 from __future__ import annotations
 
+import contextvars
 import functools
 import hashlib
 import inspect
@@ -49,6 +50,16 @@ class Action:
     fn: Callable
     example: dict = field(default_factory=dict)  # inputs the page's defaults leave empty (uploads, sketches)
     lane: str = "cheap"  # studio.lanes: how many run at once and may wait
+    inputs: list = field(default_factory=list)  # the components whose values the action takes (a scene's controls)
+    outputs: list = field(default_factory=list)  # the components it fills
+    trigger: object = None  # the component whose event runs it (a button, a slider, the page's load)
+    names: list = field(default_factory=list)  # its parameter names, one per input
+    section: str | None = None  # the label of the accordion that holds its trigger (open in a scene)
+
+    @property
+    def training(self) -> bool:
+        return self.lane in ("train", "control") or bool(re.search(r"_train(_resume|_plan|_cancel|_switch)?$",
+                                                                     self.api_name))
 
 
 @dataclass
@@ -58,6 +69,7 @@ class Page:
     demo: gr.Blocks
     actions: list[Action] = field(default_factory=list)
     tab: str = ""
+    headers: list = field(default_factory=list)  # every CheckpointHeader, with the tab it is in
 
     def action(self, trigger, fn, inputs, outputs, api_name: str, names: list[str] | None = None,
                example: dict | None = None, heavy: bool | None = None, lane: str | None = None, **kwargs):
@@ -70,13 +82,82 @@ class Page:
         if names is not None:
             fn = named(fn, names)
         where = lanes.lane_for(fn, heavy, lane)
-        fn = where.guard(fn)
-        self.actions.append(Action(api_name, self.tab, fn, example or {}, where.name))
+        inputs_list = [] if inputs is None else list(inputs) if isinstance(inputs, (list, tuple, set)) else [inputs]
+        outputs_list = [] if outputs is None else list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+        params = [p.name for p in inspect.signature(fn).parameters.values()
+                  if p.name != "request" and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        params = params[:len(inputs_list)] + [_param(c) for c in inputs_list[len(params):]]
+        block = getattr(trigger, "__self__", None)
+        action = Action(api_name, self.tab, None, example or {}, where.name, inputs_list, outputs_list, block,
+                        params, _section_of(block))
+        fn = where.guard(in_scene(fn, action))
+        action.fn = fn
+        self.actions.append(action)
         return trigger(fn, inputs, outputs, api_name=api_name, concurrency_id=f"lane-{where.name}",
                        concurrency_limit=where.gradio_limit, **kwargs)
 
     def on_load(self, fn, inputs, outputs, **kwargs):
         return self.demo.load(fn, inputs, outputs, api_name=False, **kwargs)
+
+
+CURRENT_SCENE: contextvars.ContextVar = contextvars.ContextVar("studio_scene", default=None)
+
+
+def in_scene(fn, action: Action):
+    """``fn`` run with :data:`CURRENT_SCENE` telling :func:`provenance` which action made the output and
+    from which input values (so every record can re-run it, with no code in the tab)."""
+    def scene_of(args):
+        return {"tab": action.tab, "action": action.api_name, "values": list(args[:len(action.inputs)]),
+                "names": action.names, "components": action.inputs, "section": action.section}
+
+    from studio import provenance as embedded
+
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def streaming(*args, **kwargs):
+            stamped = set()
+            token = CURRENT_SCENE.set(scene_of(args))
+            try:
+                it = fn(*args, **kwargs)
+            finally:
+                CURRENT_SCENE.reset(token)
+            while True:  # the scene is current while each item is made, in whatever thread asks for it
+                token = CURRENT_SCENE.set(scene_of(args))
+                try:
+                    item = next(it)
+                except StopIteration:
+                    return
+                finally:
+                    CURRENT_SCENE.reset(token)
+                embedded.stamp(item, stamped)  # WAV, MusicXML, MIDI… get the record inside them
+                try:
+                    yield item
+                except GeneratorExit:
+                    it.close()
+                    raise
+
+        return streaming
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        token = CURRENT_SCENE.set(scene_of(args))
+        try:
+            result = fn(*args, **kwargs)
+        finally:
+            CURRENT_SCENE.reset(token)
+        embedded.stamp(result)
+        return result
+
+    return call
+
+
+def _section_of(block) -> str | None:
+    """The label of the innermost accordion around ``block`` (the section a scene opens), if any."""
+    while block is not None:
+        block = getattr(block, "parent", None)
+        if isinstance(block, gr.Accordion):
+            return block.label
+    return None
 
 
 def named(fn, names: list[str]):
@@ -151,6 +232,7 @@ def checkpoint_header(page: Page, families, preferred: str | None, elem_id: str,
                                label=label, scale=2, elem_id=f"{elem_id}-checkpoint")
         card = gr.Markdown(elem_id=f"{elem_id}-card")
     header = CheckpointHeader(families, dropdown, card)
+    page.headers.append((page.tab, header))
     show = widgets.friendly(functools.partial(card_of, families))
     header._events = [event(show, dropdown, card, api_name=False) for event in (dropdown.change, page.demo.load)]
     return header
@@ -403,6 +485,11 @@ def provenance(family: str, checkpoint: str | None, seed=None, **controls) -> di
         record["seed"] = seed
     record["controls"] = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in controls.items()}
     record.update(studio_version=VERSION, time=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    current = CURRENT_SCENE.get()
+    if current is not None:  # the action that made it, with every input: a scene that re-runs it
+        from studio import scenes
+
+        record["scene"] = scenes.capture(current, family=family, checkpoint=checkpoint, seed=seed)
     return record
 
 
