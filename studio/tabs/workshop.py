@@ -121,28 +121,36 @@ def _image_array(v) -> np.ndarray | None:
     return None
 
 
-def visuals(action, outputs) -> dict:
+def visuals(action, outputs, show: str | None = None) -> dict:
     """What a presenter shows of an action's outputs, by the kind of each output component: the first
-    picture (image or plot), the first sound, the caption-like text, and the provenance record."""
+    picture (image or plot; or the one whose label contains ``show``), the first sound, the generated text
+    and the caption, and the provenance record."""
     found = {"image": None, "audio": None, "text": "", "record": provenance.record_in(outputs)}
-    texts = []
+    texts, pictures = [], []
     for component, v in zip(action.outputs, outputs):
         kind = type(component).__name__
+        label = getattr(component, "label", "") or ""
         v = _value(v)
-        if kind in ("Image", "Plot", "AnnotatedImage") and found["image"] is None:
-            found["image"] = _image_array(v[0] if kind == "AnnotatedImage" and isinstance(v, tuple) else v)
+        if kind in ("Image", "Plot", "AnnotatedImage"):
+            pictures.append((label, v[0] if kind == "AnnotatedImage" and isinstance(v, tuple) else v))
         elif kind == "Audio" and found["audio"] is None and v is not None:
             found["audio"] = v
         elif kind in ("Markdown", "Textbox", "HTML") and isinstance(v, str) and v.strip():
-            texts.append((getattr(component, "label", "") or "", v))
-    caption = [t for label, t in texts if label.lower().startswith("caption")]
-    found["text"] = (caption or [t for _, t in texts] or [""])[0]
+            texts.append((kind, label, v))
+    wanted = [p for p in pictures if show and show.lower() in p[0].lower()] + pictures
+    for _, v in wanted:
+        found["image"] = _image_array(v)
+        if found["image"] is not None:
+            break
+    made = [t for kind, _, t in texts if kind == "Textbox"][:1]  # generated text (a Textbox output)
+    caption = [t for _, label, t in texts if label.lower().startswith("caption")][:1]
+    found["text"] = "\n\n".join(made + caption) or (texts[0][2] if texts else "")
     return found
 
 
-def show_scene(scene: dict, actions) -> dict:
+def show_scene(scene: dict, actions, show: str | None = None) -> dict:
     action = scenes.action_of(scene, actions)
-    return visuals(action, scenes.run(scene, actions))
+    return visuals(action, scenes.run(scene, actions), show)
 
 
 # --- compare ---------------------------------------------------------------------------------------------
@@ -306,7 +314,7 @@ def classroom_pack(checkpoints: list[str], decks: list[str], actions) -> tuple[s
             z.write(DECKS / f"{d}.json", f"decks/{d}.json")
             items = []
             for i, step in enumerate(deck["scenes"], 1):
-                found = show_scene(step["scene"], actions)
+                found = show_scene(step["scene"], actions, step.get("show"))
                 item = f"<h3>{i}. {escape(step.get('title', ''))}</h3><p>{escape(step.get('note', ''))}</p>"
                 if found["image"] is not None:
                     buf = io.BytesIO()
@@ -588,7 +596,7 @@ def build(page: parts.Page):
         n = len(d["scenes"])
         i = step_number(step_value, n)
         item = d["scenes"][i - 1]
-        found = show_scene(item["scene"], actions)
+        found = show_scene(item["scene"], actions, item.get("show"))
         title = f"# {item.get('title') or d['title']}"
         where = f"**{d['title']}**, step {i} of {n}: {scenes.summary(item['scene'])}"
         return (where, title, item.get("note", ""), found["image"], found["text"], found["audio"],
