@@ -325,6 +325,15 @@ class TrainPanel:
             made = self.preview() if self.preview else gr.Image(label="Samples from a fixed seed", format="png",
                                                                  interactive=False)
             self.previews = list(made) if isinstance(made, (list, tuple)) else [made]
+        with gr.Accordion("Replay training, and the curves as CSV", open=False):
+            with gr.Row():
+                self.replay_step = gr.Slider(1, training.MAX_SNAPSHOTS, value=1, step=1, label="Snapshot",
+                                             info="the fixed-seed preview kept every few steps, oldest first")
+                self.replay_play = gr.Button("Play in order", elem_id=f"{self.elem_id}-replay")
+                self.curves_button = gr.Button("Curves as CSV")
+            self.replay_note = gr.Markdown(label="Replay")
+            self.curves_csv = gr.File(label="Training curves (CSV, and its record as JSON)", height=120,
+                                      file_count="multiple")
         self.import_file = gr.File(label="Import a checkpoint (.safetensors)", type="filepath")
         self.import_note = gr.Markdown()
 
@@ -395,7 +404,63 @@ class TrainPanel:
                     heavy=True)
         self.import_file.upload(named(import_checkpoint, ["file"]), self.import_file,
                                 [header.dropdown, self.import_note], api_name=False)
+        self._wire_replay(render, n_prev)
         return self
+
+    def _wire_replay(self, render, n_prev: int):
+        """Snapshots of the visitor's run (or of the chosen checkpoint's run here) played back in order, like
+        the books' figures of samples at successive epochs; and the curves as a CSV download."""
+        header = self.header
+
+        def kept(current, owner):
+            job = jobs.JOBS.mine(owner)
+            if job is not None and job.progress is not None and job.progress.snapshots:
+                return job.name, list(job.progress.snapshots)
+            if current and re.fullmatch(r"[\w-]{1,100}", str(current)):
+                return current, training.read_snapshots(str(current))
+            return current, []
+
+        def shown(name, snaps, i):
+            step, preview = snaps[i]
+            values = render(preview)
+            values = list(values) if n_prev > 1 else [values]
+            return [f"**{name}**, snapshot {i + 1} of {len(snaps)}: step {step:,}.", *values]
+
+        @widgets.friendly
+        def one(index, current, request: gr.Request = None):
+            name, snaps = kept(current, owner_of(request))
+            if not snaps:
+                raise ValueError("No snapshots yet: a run started here keeps its preview every few steps "
+                                 "(shipped checkpoints have none).")
+            i = min(max(int(index) - 1, 0), len(snaps) - 1)
+            return shown(name, snaps, i)
+
+        @widgets.friendly
+        def play(current, request: gr.Request = None):
+            name, snaps = kept(current, owner_of(request))
+            if not snaps:
+                raise ValueError("No snapshots yet: a run started here keeps its preview every few steps "
+                                 "(shipped checkpoints have none).")
+            for i in range(len(snaps)):
+                yield shown(name, snaps, i)
+                time.sleep(0.4)
+
+        @widgets.friendly
+        def curves_csv(current, request: gr.Request = None):
+            job = jobs.JOBS.mine(owner_of(request))
+            history = job.progress.history if job is not None and job.progress is not None else None
+            name = job.name if history else current
+            if not history and current and re.fullmatch(r"[\w-]{1,100}", str(current)):
+                path = training.STATE / f"{current}.history.json"
+                history = json.loads(path.read_text()) if path.exists() else None
+            if not history:
+                raise ValueError("No training curves here: train a run in this section first.")
+            return save_csv(history, {"run": name, "studio_version": VERSION}, f"{name}_curves.csv")
+
+        outs = [self.replay_note, *self.previews]
+        self.replay_step.release(one, [self.replay_step, header.dropdown], outs, api_name=False)
+        self.replay_play.click(play, header.dropdown, outs, api_name=False)
+        self.curves_button.click(curves_csv, header.dropdown, self.curves_csv, api_name=False)
 
 
 def _param(component) -> str:
@@ -510,6 +575,19 @@ def save_text(text: str, record: dict, filename: str) -> list[str]:
     beside = path.with_suffix(".json")
     beside.write_text(json.dumps(record, indent=1, ensure_ascii=False), encoding="utf-8")
     return [str(path), str(beside)]
+
+
+def save_csv(rows: list[dict], record: dict, filename: str) -> list[str]:
+    """Rows (dicts; the union of their keys is the header) as a CSV, with the record as a JSON beside it."""
+    import csv
+    import io
+
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, keys)
+    writer.writeheader()
+    writer.writerows(rows)
+    return save_text(buf.getvalue(), record, filename)
 
 
 def store_upload(file_path, suffixes: tuple[str, ...], folder: str, max_bytes: int = MAX_UPLOAD_BYTES) -> Path:
