@@ -130,6 +130,11 @@ def short(preprocessing: str | None) -> str:
     return text.split(",")[0][:24]
 
 
+def _ms(seconds: float) -> str:
+    ms = seconds * 1000
+    return f"{ms:.0f} ms" if ms >= 100 else f"{ms:.2g} ms"
+
+
 def table(result: dict) -> str:
     """The arena as one markdown table (the Workshop shows it)."""
     def f(v, fmt="{:.3g}"):
@@ -147,7 +152,7 @@ def table(result: dict) -> str:
         train = "—" if r["train_time_s"] is None else f"{r['train_time_s'] / 60:.0f} min, {r['train_steps']:,} steps"
         lines.append(f"| {r['title']} | {r['checkpoint']} | {r['confidence']:.3f} | {r['class_coverage']:.0%} | "
                      f"{f(r['frechet_distance'], '{:.1f}')} | {nll} | {r['nearest_train_ratio']:.2f} | {train} | "
-                     f"{r['sampling_s_per_image'] * 1000:.1f} ms |")
+                     f"{_ms(r['sampling_s_per_image'])} |")
     lines += ["", "Likelihoods compare only within one preprocessing (binarised and dequantised pixels are different "
               "data). Sampling time is measured on the machine that ran the arena; everything else is the same "
               "for the same seed."]

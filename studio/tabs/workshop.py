@@ -518,7 +518,7 @@ def build(page: parts.Page):
     actions = page.actions  # complete once the page is built: handlers read it when they run
     decks = deck_names()
     first = decks[0] if decks else None
-    default_scene = json.dumps(read_deck(first)["scenes"][0]["scene"], indent=1) if first else ""
+    default_scene = json.dumps(_default_scene(decks), indent=1) if decks else ""
     gr.Markdown("Teach with the studio: a **deck** is a list of scenes (a tab's whole state) with a note each, "
                 "stepped through like slides; the **presenter view** shows only the large visual, the note and "
                 "the step buttons (arrow keys step, Esc leaves). **Compare** runs one scene over several "
@@ -674,6 +674,13 @@ def build(page: parts.Page):
     page.action(pack_button.click, widgets.friendly(lambda c, d: classroom_pack(c, d, actions)),
                 [pack_ckpts, pack_decks], [pack_file, pack_note], api_name="workshop_classroom_pack",
                 names=["checkpoints", "decks"], heavy=True)
+
+
+def _default_scene(decks) -> dict:
+    """Compare's starting scene: the first deck scene with a checkpoint and a seed (else the first scene)."""
+    found = [step["scene"] for d in decks for step in read_deck(d)["scenes"]]
+    return next((s for s in found if s.get("checkpoint") and "seed" in s["controls"] and "scale" in s["controls"]),
+                next((s for s in found if s.get("checkpoint") and "seed" in s["controls"]), found[0]))
 
 
 def _families():
