@@ -271,7 +271,7 @@ def main_action(actions, tab: str, module=None, headers=()):
     for a in mine:
         if a.api_name == wanted:
             return a
-    buttons = [a for a in mine if type(a.trigger).__name__ == "Button" and a.inputs]
+    buttons = [a for a in mine if type(a.trigger).__name__ == "Button"]
     dropdowns = {id(h.dropdown) for t, h in headers if t == tab}
     with_model = [a for a in buttons if any(id(c) in dropdowns for c in a.inputs)]
     return (with_model or buttons or [a for a in mine if a.inputs] or mine or [None])[0]

@@ -52,7 +52,8 @@ def fingerprint(action, outputs) -> list:
             from studio import widgets
 
             out.append(widgets.figure_to_array(v))
-        elif kind in ("HighlightedText", "Dataframe", "Gallery") and v is not None:
+        elif kind in ("HighlightedText", "Dataframe", "Gallery", "Slider", "Number", "Dropdown", "Radio") \
+                and v is not None:
             out.append(json.dumps(v, sort_keys=True, default=str))
     return out
 

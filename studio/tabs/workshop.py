@@ -35,7 +35,8 @@ SETTABLE = ("Slider", "Number", "Dropdown", "Radio", "Checkbox", "CheckboxGroup"
 
 PRESENTER_CSS = """
 body.studio-presenting #studio-header, body.studio-presenting .scene-bar,
-body.studio-presenting #studio-tabs > div:first-child, body.studio-presenting #workshop-normal { display: none !important; }
+body.studio-presenting #studio-tabs [role=tablist], body.studio-presenting #studio-tabs .tab-wrapper,
+body.studio-presenting #workshop-normal, body.studio-presenting #workshop-intro { display: none !important; }
 body.studio-presenting #workshop-presenter img { max-height: 72vh; object-fit: contain; }
 body.studio-presenting #workshop-presenter-title h1 { font-size: 2.6rem; }
 body.studio-presenting #workshop-presenter-note { font-size: 1.4rem; }
@@ -519,7 +520,7 @@ def build(page: parts.Page):
     decks = deck_names()
     first = decks[0] if decks else None
     default_scene = json.dumps(_default_scene(decks), indent=1) if decks else ""
-    gr.Markdown("Teach with the studio: a **deck** is a list of scenes (a tab's whole state) with a note each, "
+    gr.Markdown(elem_id="workshop-intro", value="Teach with the studio: a **deck** is a list of scenes (a tab's whole state) with a note each, "
                 "stepped through like slides; the **presenter view** shows only the large visual, the note and "
                 "the step buttons (arrow keys step, Esc leaves). **Compare** runs one scene over several "
                 "checkpoints or an X/Y grid of two controls. Every tab has a *Scene* bar at its foot to save "
