@@ -48,6 +48,8 @@ def fingerprint(action, outputs) -> list:
             out.append(v)
         elif kind == "JSON" and provenance.is_record(v):
             out.append(json.dumps({k: x for k, x in v.items() if k != "time"}, sort_keys=True))
+        elif kind == "JSON" and v is not None:
+            out.append(json.dumps(v, sort_keys=True, default=str))
         elif kind == "Plot" and hasattr(v, "savefig"):
             from studio import widgets
 

@@ -99,17 +99,7 @@ def test_the_map_lists_every_registered_family_in_the_books_order(studio_app):
     assert next(r for r in rows if r["family"] == "gan")["likelihood"] == "none"
 
 
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-
-def _browser_available() -> bool:
-    try:
-        import playwright  # noqa: F401
-    except ImportError:
-        return False
-    return os.path.exists(CHROMIUM)
+from test_app import CHROMIUM, FLAGS, _browser_available  # noqa: E402  (the same browser set-up)
 
 
 @pytest.mark.skipif(not _browser_available() and os.environ.get("STUDIO_REQUIRE_BROWSER") != "1",
@@ -125,11 +115,12 @@ def test_a_three_scene_deck_steps_through_in_presenter_view(app_url):
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(app_url + "?deck=a_tour_in_three_scenes", wait_until="domcontentloaded")
         page.wait_for_selector("#workshop-present", state="visible", timeout=90_000)  # the address opened the Workshop
-        page.locator("#workshop-present").click()
+        page.wait_for_function("() => true", timeout=90_000)  # a loaded machine takes a while to settle the page
+        page.locator("#workshop-present").click(timeout=90_000)
         seen = []
         for i, step in enumerate(deck["scenes"]):
             if i == 1:
-                page.locator("#workshop-next").click()
+                page.locator("#workshop-next").click(timeout=90_000)
             elif i == 2:
                 page.keyboard.press("ArrowRight")  # the keyboard steps too
             title = page.locator("#workshop-presenter-title")
@@ -140,7 +131,7 @@ def test_a_three_scene_deck_steps_through_in_presenter_view(app_url):
             seen.append(img.get_attribute("src"))
             assert step["note"][:30] in page.locator("#workshop-presenter-note").inner_text()
             assert not page.locator("#studio-tabs [role=tab]").first.is_visible()  # the page's chrome is hidden
-        page.locator("#workshop-leave").click()
+        page.locator("#workshop-leave").click(timeout=90_000)
         page.wait_for_selector("#workshop-deck", state="visible", timeout=30_000)
         assert page.locator("#studio-tabs [role=tab]").first.is_visible()  # leaving restores the page
         browser.close()

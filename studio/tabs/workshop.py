@@ -241,6 +241,13 @@ def _checkpoint_family(name: str) -> str:
 def compare_checkpoints(scene: dict, names: list[str], actions):
     """The scene run on each checkpoint with everything else (seed included) the same: pictures side by
     side, each cell's provenance, and the first two sounds for an A/B toggle."""
+    from models.core.family import last
+
+    return last(compare_checkpoints_steps(scene, names, actions))
+
+
+def compare_checkpoints_steps(scene: dict, names: list[str], actions):
+    """:func:`compare_checkpoints` as a stream: a progress text before each run, then the result."""
     names = [n for n in (names or []) if n]
     if not 1 <= len(names) <= MAX_CHECKPOINTS:
         raise ValueError(f"Choose from 1 to {MAX_CHECKPOINTS} checkpoints to compare; got {len(names)}.")
@@ -248,7 +255,8 @@ def compare_checkpoints(scene: dict, names: list[str], actions):
         raise ValueError("This scene uses no checkpoint: compare it over two controls (X/Y grid) instead.")
     action = scenes.action_of(scene, actions)
     row, records, sounds = [], [], []
-    for name in names:
+    for k, name in enumerate(names):
+        yield f"Running checkpoint {k + 1} of {len(names)} ({name})…"
         cell = _with(scene, checkpoint=name)
         cell["family"] = _checkpoint_family(name)
         found = visuals(action, scenes.call(action, scenes.inputs_of(cell, action)))
@@ -258,12 +266,19 @@ def compare_checkpoints(scene: dict, names: list[str], actions):
             sounds.append((name, found["audio"]))
     picture = (labelled_grid([row], names, [f"seed {scene.get('seed')}"], "checkpoint", "same seed",
                              scenes.summary(scene).replace("*", "")) if any(p is not None for p in row) else None)
-    return picture, sounds, records
+    yield picture, sounds, records
 
 
 def xy_grid(scene: dict, x_name: str, x_values: list, y_name: str, y_values: list, actions):
     """The scene run for every (x, y): a labelled grid and each cell's provenance record (a cell is the
     same as that setting run alone: every cell is a fresh run from the scene)."""
+    from models.core.family import last
+
+    return last(xy_grid_steps(scene, x_name, x_values, y_name, y_values, actions))
+
+
+def xy_grid_steps(scene: dict, x_name: str, x_values: list, y_name: str, y_values: list, actions):
+    """:func:`xy_grid` as a stream: a progress text before each cell, then the result."""
     action = scenes.action_of(scene, actions)
     for name in (x_name, y_name):
         if name not in scene["controls"]:
@@ -279,6 +294,7 @@ def xy_grid(scene: dict, x_name: str, x_values: list, y_name: str, y_values: lis
     for y in y_values:
         row = []
         for x in x_values:
+            yield f"Running cell {len(records) + 1} of {len(x_values) * len(y_values)} ({x_name} {x}, {y_name} {y})…"
             cell = _with(scene, **{x_name: x, y_name: y})
             found = visuals(action, scenes.call(action, scenes.inputs_of(cell, action)))
             row.append(found["image"])
@@ -288,7 +304,7 @@ def xy_grid(scene: dict, x_name: str, x_values: list, y_name: str, y_values: lis
         cells.append(row)
     picture = labelled_grid(cells, [str(x) for x in x_values], [str(y) for y in y_values], x_name, y_name,
                             scenes.summary(scene).replace("*", ""))
-    return picture, sounds, records
+    yield picture, sounds, records
 
 
 # --- classroom pack --------------------------------------------------------------------------------------
@@ -296,6 +312,13 @@ def xy_grid(scene: dict, x_name: str, x_values: list, y_name: str, y_values: lis
 def classroom_pack(checkpoints: list[str], decks: list[str], actions) -> tuple[str, str]:
     """One zip: the chosen checkpoints (weights + cards), the decks, each deck step's output as PNG/WAV
     (provenance inside), and an index.html that shows them offline without the studio."""
+    from models.core.family import last
+
+    return last(classroom_pack_steps(checkpoints, decks, actions))
+
+
+def classroom_pack_steps(checkpoints: list[str], decks: list[str], actions):
+    """:func:`classroom_pack` as a stream: ``(None, progress)`` per deck step run, then ``(zip, summary)``."""
     checkpoints, decks = list(checkpoints or []), list(decks or [])
     if not checkpoints and not decks:
         raise ValueError("Choose at least one checkpoint or deck for the pack.")
@@ -315,6 +338,7 @@ def classroom_pack(checkpoints: list[str], decks: list[str], actions) -> tuple[s
             z.write(DECKS / f"{d}.json", f"decks/{d}.json")
             items = []
             for i, step in enumerate(deck["scenes"], 1):
+                yield None, f"Running {deck['title']}, step {i} of {len(deck['scenes'])}…"
                 found = show_scene(step["scene"], actions, step.get("show"))
                 item = f"<h3>{i}. {escape(step.get('title', ''))}</h3><p>{escape(step.get('note', ''))}</p>"
                 if found["image"] is not None:
@@ -341,7 +365,7 @@ def classroom_pack(checkpoints: list[str], decks: list[str], actions) -> tuple[s
                 + (f"<h2>Checkpoints</h2><ul>{listed}</ul>" if checkpoints else "") + "".join(sections))
         z.writestr("index.html", page)
     size = path.stat().st_size
-    return str(path), (f"Pack of {len(checkpoints)} checkpoint(s) and {len(decks)} deck(s), "
+    yield str(path), (f"Pack of {len(checkpoints)} checkpoint(s) and {len(decks)} deck(s), "
                        f"{size / 1e6:.1f} MB: open index.html from the unzipped folder.")
 
 
@@ -648,23 +672,32 @@ def build(page: parts.Page):
 
     def finish(picture, found, records, what):
         kept = found[:2]
-        names = " vs ".join(n for n, _ in kept)
         caption = what + (f" A/B: A = {kept[0][0]}" + (f", B = {kept[1][0]}." if len(kept) > 1 else ".")
                           if kept else "")
         return caption, picture, gr.update(value="A"), kept[0][1] if kept else None, kept, records
 
     compare_outputs = [compare_note, grid, ab, ab_audio, sounds, cells]
 
+    def streamed(steps, what: str):
+        """Yield a progress caption before each run of ``steps`` (a stream of progress texts, then the
+        result), then the result; closing the stream stops the runs."""
+        waiting = [gr.update()] * (len(compare_outputs) - 1)
+        for item in steps:
+            if isinstance(item, str):
+                yield [item, *waiting]
+            else:
+                yield finish(*item, what)
+
     def run_compare(text, names):
         s = scenes.parse(text)
-        picture, found, records = compare_checkpoints(s, names, actions)
-        return finish(picture, found, records, f"{scenes.summary(s)} on {len(records)} checkpoints, same seed.")
+        yield from streamed(compare_checkpoints_steps(s, names, actions),
+                            f"{scenes.summary(s)} on {len(names or [])} checkpoints, same seed.")
 
     def run_grid(text, xn, xv, yn, yv):
         s = scenes.parse(text)
         xs, ys = parse_values(xv, xn), parse_values(yv, yn)
-        picture, found, records = xy_grid(s, str(xn).strip(), xs, str(yn).strip(), ys, actions)
-        return finish(picture, found, records, f"{scenes.summary(s)}: {len(xs)} × {len(ys)} grid over {xn} and {yn}.")
+        yield from streamed(xy_grid_steps(s, str(xn).strip(), xs, str(yn).strip(), ys, actions),
+                            f"{scenes.summary(s)}: {len(xs)} × {len(ys)} grid over {xn} and {yn}.")
 
     page.action(run_ckpts.click, widgets.friendly(run_compare), [scene, chosen], compare_outputs,
                 api_name="workshop_compare_checkpoints", names=["scene", "checkpoints"])
@@ -672,7 +705,7 @@ def build(page: parts.Page):
                 api_name="workshop_xy_grid", names=["scene", "x_control", "x_values", "y_control", "y_values"])
     ab.change(play, [ab, sounds], ab_audio, api_name=False)
     page.action(arena_button.click, arena_view, None, [arena_table, arena_grid], api_name="workshop_arena", names=[])
-    page.action(pack_button.click, widgets.friendly(lambda c, d: classroom_pack(c, d, actions)),
+    page.action(pack_button.click, widgets.friendly(lambda c, d: (yield from classroom_pack_steps(c, d, actions))),
                 [pack_ckpts, pack_decks], [pack_file, pack_note], api_name="workshop_classroom_pack",
                 names=["checkpoints", "decks"], heavy=True)
 
