@@ -55,6 +55,7 @@ class Action:
     trigger: object = None  # the component whose event runs it (a button, a slider, the page's load)
     names: list = field(default_factory=list)  # its parameter names, one per input
     section: str | None = None  # the label of the accordion that holds its trigger (open in a scene)
+    run: Callable | None = None  # fn outside its lane: what a scene calls from inside another action
 
     @property
     def training(self) -> bool:
@@ -90,8 +91,8 @@ class Page:
         block = getattr(trigger, "__self__", None)
         action = Action(api_name, self.tab, None, example or {}, where.name, inputs_list, outputs_list, block,
                         params, _section_of(block))
-        fn = where.guard(in_scene(fn, action))
-        action.fn = fn
+        action.run = in_scene(fn, action)  # what a scene re-runs from inside another action (already in a lane)
+        fn = action.fn = where.guard(action.run)
         self.actions.append(action)
         return trigger(fn, inputs, outputs, api_name=api_name, concurrency_id=f"lane-{where.name}",
                        concurrency_limit=where.gradio_limit, **kwargs)

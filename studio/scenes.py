@@ -233,7 +233,7 @@ def call(action, values: list) -> tuple:
     """``action`` run as its button runs it; a stream is drained to its last item. Always a tuple."""
     import inspect
 
-    result = action.fn(*values)
+    result = (action.run or action.fn)(*values)  # not through its lane: the caller already holds a turn
     if inspect.isgenerator(result):
         last = None
         for last in result:

@@ -616,7 +616,8 @@ def build(page: parts.Page):
             leave = gr.Button("Leave presenter view", elem_id="workshop-leave")
     page.demo.studio_workshop = {"scene": scene, "open": open_in_tab, "deck": deck, "status": status}
 
-    def deck_step(deck_name, deck_upload, step_value):
+    def deck_step(deck, deck_file=None, step=1):
+        deck_name, deck_upload, step_value = deck, deck_file, step
         d = read_deck(deck_name, deck_upload)
         n = len(d["scenes"])
         i = step_number(step_value, n)
@@ -629,7 +630,7 @@ def build(page: parts.Page):
 
     step_outputs = [status, p_title, note, image, text, audio, scene]
     shown = page.action(show.click, widgets.friendly(deck_step), [deck, deck_file, step], step_outputs,
-                        api_name="workshop_deck_step", names=["deck", "deck_file", "step"])
+                        api_name="workshop_deck_step")
 
     def to_presenter(*outs):  # the presenter's copy of the slide
         status_, title_, note_, image_, text_, audio_, _ = outs
