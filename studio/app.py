@@ -12,11 +12,11 @@ from gradio.exceptions import ComponentProcessingError, InvalidPathError
 
 from models.core import RUNS
 from studio import lanes, parts, widgets
-from studio.tabs import (autoregressive, basics, diffusion, flows, gan, gan_lab, latent, likelihoods, music, paint,
-                         polyphony, text, vae, world)
+from studio.tabs import (autoregressive, basics, diffusion, flows, gan, gan_lab, latent, likelihoods, map, music,
+                         paint, polyphony, text, vae, workshop, world)
 
-TABS = [vae, gan, gan_lab, diffusion, latent, text, music, polyphony, paint,  # one module per tab: TITLE and build(demo)
-        basics, autoregressive, flows, likelihoods, world]
+TABS = [map, vae, gan, gan_lab, diffusion, latent, text, music, polyphony, paint,  # one module per tab: TITLE and build(demo)
+        basics, autoregressive, flows, likelihoods, world, workshop]
 
 HEADER = """# Generative Deep Learning Studio
 Explore generative models by clicking: every tab has a shipped checkpoint trained by this project,
@@ -29,16 +29,23 @@ def build_app() -> gr.Blocks:
     """The page; ``demo.studio_actions`` lists every named action (the API a script can call)."""
     with gr.Blocks(title="Generative Deep Learning Studio") as demo:
         page = parts.Page(demo)
-        gr.Markdown(HEADER)
-        with gr.Tabs(overflow_behavior="wrap"):  # every tab stays visible (no overflow menu)
+        with gr.Row(elem_id="studio-header"):
+            gr.Markdown(HEADER)
+            drop = workshop.drop_zone()  # drop a studio output or a scene: its tab opens and re-runs it
+        bars = []
+        with gr.Tabs(overflow_behavior="wrap", elem_id="studio-tabs") as tabs:  # every tab stays visible
             for tab in TABS:
                 page.tab = tab.TITLE
-                with gr.Tab(tab.TITLE):
+                with gr.Tab(tab.TITLE, id=tab.TITLE):
                     tab.build(page)
+                    if getattr(tab, "SCENES", True):  # save / compare the tab's state (generic, from page.actions)
+                        bars.append(workshop.scene_bar(page, tab))
+        workshop.wire(page, tabs, bars, drop)
     # named actions run in lanes (studio.lanes); the page's own events (cards, views chained after a
     # checkpoint choice) keep Gradio's per-event limit; the whole queue is bounded
     demo.queue(max_size=lanes.QUEUE_MAX, default_concurrency_limit=4)
     demo.studio_actions = page.actions
+    demo.studio_page = page
     demo.preprocess_data = types.MethodType(_checked_preprocess, demo)
     return demo
 

@@ -13,6 +13,7 @@ Handlers stay plain functions of plain values; these parts only lay out and wire
 """
 from __future__ import annotations
 
+import contextvars
 import functools
 import hashlib
 import inspect
@@ -49,6 +50,17 @@ class Action:
     fn: Callable
     example: dict = field(default_factory=dict)  # inputs the page's defaults leave empty (uploads, sketches)
     lane: str = "cheap"  # studio.lanes: how many run at once and may wait
+    inputs: list = field(default_factory=list)  # the components whose values the action takes (a scene's controls)
+    outputs: list = field(default_factory=list)  # the components it fills
+    trigger: object = None  # the component whose event runs it (a button, a slider, the page's load)
+    names: list = field(default_factory=list)  # its parameter names, one per input
+    section: str | None = None  # the label of the accordion that holds its trigger (open in a scene)
+    run: Callable | None = None  # fn outside its lane: what a scene calls from inside another action
+
+    @property
+    def training(self) -> bool:
+        return self.lane in ("train", "control") or bool(re.search(r"_train(_resume|_plan|_cancel|_switch)?$",
+                                                                     self.api_name))
 
 
 @dataclass
@@ -58,6 +70,7 @@ class Page:
     demo: gr.Blocks
     actions: list[Action] = field(default_factory=list)
     tab: str = ""
+    headers: list = field(default_factory=list)  # every CheckpointHeader, with the tab it is in
 
     def action(self, trigger, fn, inputs, outputs, api_name: str, names: list[str] | None = None,
                example: dict | None = None, heavy: bool | None = None, lane: str | None = None, **kwargs):
@@ -70,13 +83,82 @@ class Page:
         if names is not None:
             fn = named(fn, names)
         where = lanes.lane_for(fn, heavy, lane)
-        fn = where.guard(fn)
-        self.actions.append(Action(api_name, self.tab, fn, example or {}, where.name))
+        inputs_list = [] if inputs is None else list(inputs) if isinstance(inputs, (list, tuple, set)) else [inputs]
+        outputs_list = [] if outputs is None else list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+        params = [p.name for p in inspect.signature(fn).parameters.values()
+                  if p.name != "request" and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        params = params[:len(inputs_list)] + [_param(c) for c in inputs_list[len(params):]]
+        block = getattr(trigger, "__self__", None)
+        action = Action(api_name, self.tab, None, example or {}, where.name, inputs_list, outputs_list, block,
+                        params, _section_of(block))
+        action.run = in_scene(fn, action)  # what a scene re-runs from inside another action (already in a lane)
+        fn = action.fn = where.guard(action.run)
+        self.actions.append(action)
         return trigger(fn, inputs, outputs, api_name=api_name, concurrency_id=f"lane-{where.name}",
                        concurrency_limit=where.gradio_limit, **kwargs)
 
     def on_load(self, fn, inputs, outputs, **kwargs):
         return self.demo.load(fn, inputs, outputs, api_name=False, **kwargs)
+
+
+CURRENT_SCENE: contextvars.ContextVar = contextvars.ContextVar("studio_scene", default=None)
+
+
+def in_scene(fn, action: Action):
+    """``fn`` run with :data:`CURRENT_SCENE` telling :func:`provenance` which action made the output and
+    from which input values (so every record can re-run it, with no code in the tab)."""
+    def scene_of(args):
+        return {"tab": action.tab, "action": action.api_name, "values": list(args[:len(action.inputs)]),
+                "names": action.names, "components": action.inputs, "section": action.section}
+
+    from studio import provenance as embedded
+
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def streaming(*args, **kwargs):
+            stamped = set()
+            token = CURRENT_SCENE.set(scene_of(args))
+            try:
+                it = fn(*args, **kwargs)
+            finally:
+                CURRENT_SCENE.reset(token)
+            while True:  # the scene is current while each item is made, in whatever thread asks for it
+                token = CURRENT_SCENE.set(scene_of(args))
+                try:
+                    item = next(it)
+                except StopIteration:
+                    return
+                finally:
+                    CURRENT_SCENE.reset(token)
+                embedded.stamp(item, stamped)  # WAV, MusicXML, MIDI… get the record inside them
+                try:
+                    yield item
+                except GeneratorExit:
+                    it.close()
+                    raise
+
+        return streaming
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        token = CURRENT_SCENE.set(scene_of(args))
+        try:
+            result = fn(*args, **kwargs)
+        finally:
+            CURRENT_SCENE.reset(token)
+        embedded.stamp(result)
+        return result
+
+    return call
+
+
+def _section_of(block) -> str | None:
+    """The label of the innermost accordion around ``block`` (the section a scene opens), if any."""
+    while block is not None:
+        block = getattr(block, "parent", None)
+        if isinstance(block, gr.Accordion):
+            return block.label
+    return None
 
 
 def named(fn, names: list[str]):
@@ -151,6 +233,7 @@ def checkpoint_header(page: Page, families, preferred: str | None, elem_id: str,
                                label=label, scale=2, elem_id=f"{elem_id}-checkpoint")
         card = gr.Markdown(elem_id=f"{elem_id}-card")
     header = CheckpointHeader(families, dropdown, card)
+    page.headers.append((page.tab, header))
     show = widgets.friendly(functools.partial(card_of, families))
     header._events = [event(show, dropdown, card, api_name=False) for event in (dropdown.change, page.demo.load)]
     return header
@@ -243,6 +326,15 @@ class TrainPanel:
             made = self.preview() if self.preview else gr.Image(label="Samples from a fixed seed", format="png",
                                                                  interactive=False)
             self.previews = list(made) if isinstance(made, (list, tuple)) else [made]
+        with gr.Accordion("Replay training, and the curves as CSV", open=False):
+            with gr.Row():
+                self.replay_step = gr.Slider(1, training.MAX_SNAPSHOTS, value=1, step=1, label="Snapshot",
+                                             info="the fixed-seed preview kept every few steps, oldest first")
+                self.replay_play = gr.Button("Play in order", elem_id=f"{self.elem_id}-replay")
+                self.curves_button = gr.Button("Curves as CSV")
+            self.replay_note = gr.Markdown(label="Replay")
+            self.curves_csv = gr.File(label="Training curves (CSV, and its record as JSON)", height=120,
+                                      file_count="multiple")
         self.import_file = gr.File(label="Import a checkpoint (.safetensors)", type="filepath")
         self.import_note = gr.Markdown()
 
@@ -313,7 +405,63 @@ class TrainPanel:
                     heavy=True)
         self.import_file.upload(named(import_checkpoint, ["file"]), self.import_file,
                                 [header.dropdown, self.import_note], api_name=False)
+        self._wire_replay(render, n_prev)
         return self
+
+    def _wire_replay(self, render, n_prev: int):
+        """Snapshots of the visitor's run (or of the chosen checkpoint's run here) played back in order, like
+        the books' figures of samples at successive epochs; and the curves as a CSV download."""
+        header = self.header
+
+        def kept(current, owner):
+            job = jobs.JOBS.mine(owner)
+            if job is not None and job.progress is not None and job.progress.snapshots:
+                return job.name, list(job.progress.snapshots)
+            if current and re.fullmatch(r"[\w-]{1,100}", str(current)):
+                return current, training.read_snapshots(str(current))
+            return current, []
+
+        def shown(name, snaps, i):
+            step, preview = snaps[i]
+            values = render(preview)
+            values = list(values) if n_prev > 1 else [values]
+            return [f"**{name}**, snapshot {i + 1} of {len(snaps)}: step {step:,}.", *values]
+
+        @widgets.friendly
+        def one(index, current, request: gr.Request = None):
+            name, snaps = kept(current, owner_of(request))
+            if not snaps:
+                raise ValueError("No snapshots yet: a run started here keeps its preview every few steps "
+                                 "(shipped checkpoints have none).")
+            i = min(max(int(index) - 1, 0), len(snaps) - 1)
+            return shown(name, snaps, i)
+
+        @widgets.friendly
+        def play(current, request: gr.Request = None):
+            name, snaps = kept(current, owner_of(request))
+            if not snaps:
+                raise ValueError("No snapshots yet: a run started here keeps its preview every few steps "
+                                 "(shipped checkpoints have none).")
+            for i in range(len(snaps)):
+                yield shown(name, snaps, i)
+                time.sleep(0.4)
+
+        @widgets.friendly
+        def curves_csv(current, request: gr.Request = None):
+            job = jobs.JOBS.mine(owner_of(request))
+            history = job.progress.history if job is not None and job.progress is not None else None
+            name = job.name if history else current
+            if not history and current and re.fullmatch(r"[\w-]{1,100}", str(current)):
+                path = training.STATE / f"{current}.history.json"
+                history = json.loads(path.read_text()) if path.exists() else None
+            if not history:
+                raise ValueError("No training curves here: train a run in this section first.")
+            return save_csv(history, {"run": name, "studio_version": VERSION}, f"{name}_curves.csv")
+
+        outs = [self.replay_note, *self.previews]
+        self.replay_step.release(one, [self.replay_step, header.dropdown], outs, api_name=False)
+        self.replay_play.click(play, header.dropdown, outs, api_name=False)
+        self.curves_button.click(curves_csv, header.dropdown, self.curves_csv, api_name=False)
 
 
 def _param(component) -> str:
@@ -403,6 +551,11 @@ def provenance(family: str, checkpoint: str | None, seed=None, **controls) -> di
         record["seed"] = seed
     record["controls"] = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in controls.items()}
     record.update(studio_version=VERSION, time=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    current = CURRENT_SCENE.get()
+    if current is not None:  # the action that made it, with every input: a scene that re-runs it
+        from studio import scenes
+
+        record["scene"] = scenes.capture(current, family=family, checkpoint=checkpoint, seed=seed)
     return record
 
 
@@ -423,6 +576,19 @@ def save_text(text: str, record: dict, filename: str) -> list[str]:
     beside = path.with_suffix(".json")
     beside.write_text(json.dumps(record, indent=1, ensure_ascii=False), encoding="utf-8")
     return [str(path), str(beside)]
+
+
+def save_csv(rows: list[dict], record: dict, filename: str) -> list[str]:
+    """Rows (dicts; the union of their keys is the header) as a CSV, with the record as a JSON beside it."""
+    import csv
+    import io
+
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, keys)
+    writer.writeheader()
+    writer.writerows(rows)
+    return save_text(buf.getvalue(), record, filename)
 
 
 def store_upload(file_path, suffixes: tuple[str, ...], folder: str, max_bytes: int = MAX_UPLOAD_BYTES) -> Path:

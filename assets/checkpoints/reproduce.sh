@@ -80,3 +80,4 @@ python -m models.music.polyphony rescore chorales_grid
 # events: 1,200 steps, then --resume to 1,650 (33 minutes in all); its card is scored at temperature 0.8 already.
 OMP_NUM_THREADS=1 python -m models.train polyphony --preset cpu --set 'tokenisation="events"' --name chorales_events --log-every 50 --checkpoint-every 200
 OMP_NUM_THREADS=1 python -m models.train polyphony --preset cpu --set 'tokenisation="events"' --set steps=1650 --name chorales_events --resume
+python -m models.core.arena --samples 500 --nll-images 500 --seed 0 --out assets/arena  # the arena table and grid: 1,215 s on 2 shared cores (one thread)

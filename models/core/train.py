@@ -84,6 +84,7 @@ class Progress:
     images_per_s: float  # training examples per second (the family's unit: images, sequences…)
     preview: object = None  # the family's fixed-seed preview when due: (16, C, H, W) images, or text
     history: list = field(default_factory=list)  # every report so far, for curves
+    snapshots: list = field(default_factory=list)  # [(step, preview)] every snapshot_every steps, for a replay
 
 
 @dataclass
@@ -94,10 +95,63 @@ class Result:
     message: str
     card: dict | None = None
     history: list = field(default_factory=list)
+    snapshots: list = field(default_factory=list)  # [(step, preview)], oldest first
 
 
 def paths(name: str, out: Path) -> tuple[Path, Path, Path]:
     return out / f"{name}.safetensors", STATE / f"{name}.optim.safetensors", STATE / f"{name}.history.json"
+
+
+MAX_SNAPSHOTS = 120  # a longer run keeps every other one (the first and the latest always)
+
+
+def snapshots_path(name: str) -> Path:
+    return STATE / f"{name}.snapshots.json"
+
+
+def keep_snapshot(snapshots: list, step: int, preview) -> None:
+    """Add ``(step, preview)``; past :data:`MAX_SNAPSHOTS` thin the older ones to every other."""
+    snapshots.append((step, preview))
+    if len(snapshots) > MAX_SNAPSHOTS:
+        snapshots[:] = snapshots[:-1][::2] + snapshots[-1:]
+
+
+def to_json(preview):
+    """A preview (image tensor, dict of note arrays, text) as JSON: images as uint8 lists."""
+    if torch.is_tensor(preview):
+        x = preview.detach().cpu().float()
+        if x.is_floating_point() and x.min() >= 0 and x.max() <= 1:
+            return {"uint8": (x * 255).round().to(torch.uint8).tolist(), "shape": list(x.shape)}
+        return {"values": x.tolist(), "shape": list(x.shape)}
+    if isinstance(preview, dict):
+        return {"dict": {k: to_json(v) for k, v in preview.items()}}
+    if hasattr(preview, "tolist"):
+        return {"array": preview.tolist()}
+    return preview
+
+
+def from_json(value):
+    """The inverse of :func:`to_json` (images as float tensors in [0, 1], note arrays as numpy)."""
+    import numpy as np
+
+    if isinstance(value, dict):
+        if "uint8" in value:
+            return torch.tensor(value["uint8"], dtype=torch.float32).view(value["shape"]) / 255
+        if "values" in value:
+            return torch.tensor(value["values"]).view(value["shape"])
+        if "dict" in value:
+            return {k: from_json(v) for k, v in value["dict"].items()}
+        if "array" in value:
+            return np.asarray(value["array"])
+    return value
+
+
+def read_snapshots(name: str) -> list:
+    """The snapshots a run kept (``[(step, preview)]``), or [] when it kept none."""
+    path = snapshots_path(name)
+    if not path.exists():
+        return []
+    return [(s["step"], from_json(s["preview"])) for s in json.loads(path.read_text())]
 
 
 def _optim_state(opts: dict) -> tuple[dict, dict]:
@@ -371,12 +425,15 @@ def train(family: Family, config, *, name: str, out: Path = RUNS / "checkpoints"
           log_every: int = 50, checkpoint_every: int = 500, preview_every: int | None = None,
           device=None, seed: int = 0, command: str | None = None, score_samples: int = 2000,
           between_steps: Callable[[int], None] | None = None, precision: str = "fp32",
-          compile: bool = False, run_id: str | None = None) -> Result:
+          compile: bool = False, run_id: str | None = None, snapshot_every: int | None = None) -> Result:
     """Train ``family`` with ``config`` to ``config.steps`` steps; see the module docstring.
 
     ``between_steps(step)`` runs before each step: the one moment live setting changes may be applied.
     ``precision="bf16"`` runs the steps under bfloat16 autocast; ``compile`` uses ``torch.compile``;
-    ``run_id`` (torchrun's) is kept in the state file so restarted workers know their own run."""
+    ``run_id`` (torchrun's) is kept in the state file so restarted workers know their own run.
+    ``snapshot_every``: keep the fixed-seed preview every that many steps (samples, or a piece of music
+    for the music families) in ``Progress.snapshots`` and ``runs/state/<name>.snapshots.json``, for a
+    replay of training in order; default: every preview shown (``preview_every``)."""
     check_name(name)
     w = world()
     check_shares(config.batch_size, w.size)
@@ -386,6 +443,8 @@ def train(family: Family, config, *, name: str, out: Path = RUNS / "checkpoints"
     out = Path(out)
     weights, optim_path, history_path = paths(name, out)
     start, history, wall_before, rng = 0, [], 0.0, {}
+    snapshots: list = []
+    snapshot_every = snapshot_every or preview_every
     torch.manual_seed(seed)  # initial weights and the families' training noise: same seed, same run
     model = family.build(config).to(device)
     if w.size > 1 and device.type == "cuda":
@@ -412,6 +471,7 @@ def train(family: Family, config, *, name: str, out: Path = RUNS / "checkpoints"
             rng = tensors
         if history_path.exists():
             history = [h for h in json.loads(history_path.read_text()) if h["step"] <= start]
+        snapshots = [s for s in read_snapshots(name) if s[0] <= start]
         if start >= config.steps:
             raise ValueError(f"{name} already has {start} steps; raise steps above that to train further.")
     if w.size > 1:
@@ -443,6 +503,8 @@ def train(family: Family, config, *, name: str, out: Path = RUNS / "checkpoints"
         state.update(rng_now)
         checkpoint.save_tensors(optim_path, state, optimizers=rest, step=step, processes=w.size, run_id=run_id)
         checkpoint.write_json(history_path, history)
+        if snapshots:
+            checkpoint.write_json(snapshots_path(name), [{"step": k, "preview": to_json(v)} for k, v in snapshots])
         return weights
 
     t0 = time.time()
@@ -501,8 +563,15 @@ def train(family: Family, config, *, name: str, out: Path = RUNS / "checkpoints"
                 model.train()
             if on_progress and w.main:
                 on_progress(Progress(step, config.steps, metrics, wall_before + elapsed,
-                                     seen / max(elapsed, 1e-9), sample, history))
+                                     seen / max(elapsed, 1e-9), sample, history, snapshots))
             sums, count = {}, 0
+        if w.main and snapshot_every and (step % snapshot_every == 0 or step == config.steps):
+            if not (snapshots and snapshots[-1][0] == step):
+                due = sample if sample is not None and step % log_every == 0 else None
+                if due is None:
+                    due = preview(family, shown())
+                    model.train()
+                keep_snapshot(snapshots, step, due)
         if step % checkpoint_every == 0:
             last_good = save(step, wall_before + time.time() - t0)
 
@@ -510,6 +579,7 @@ def train(family: Family, config, *, name: str, out: Path = RUNS / "checkpoints"
     save(step, wall)
     if not w.main:
         return Result("finished", step, weights, f"Finished {step} steps (rank {w.rank}).", None, history)
+    result_snapshots = snapshots
     card = make_card(family, shown(), config, name=name, steps=step, wall=wall, device=device,
                      command=command, seed=seed, score_samples=score_samples,
                      weights_label=ema.label() if ema is not None else "raw")
@@ -517,7 +587,8 @@ def train(family: Family, config, *, name: str, out: Path = RUNS / "checkpoints"
     if w.size > 1:
         card["hardware"] = f"{w.size} processes × {card['hardware']}"
     checkpoint.write_json(weights.with_suffix(".json"), card)
-    return Result("finished", step, weights, f"Finished {step} steps in {wall:.0f} s.", card, history)
+    return Result("finished", step, weights, f"Finished {step} steps in {wall:.0f} s.", card, history,
+                  result_snapshots)
 
 
 def make_card(family: Family, model, config, *, name, steps, wall, device, command, seed, score_samples,
@@ -606,6 +677,8 @@ def main(argv=None) -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile the networks (bench/ddp_scaling.py)")
     p.add_argument("--score-samples", type=int, default=2000, help="samples the card's scores use (image families)")
     p.add_argument("--json-progress", action="store_true", help="one JSON line per report (for the studio)")
+    p.add_argument("--snapshot-every", type=int, default=0, metavar="N",
+                   help="keep the fixed-seed preview every N steps in runs/state/NAME.snapshots.json (a replay)")
     a = p.parse_args(argv)
     fam = FAMILIES[a.family]
     overrides = {}
@@ -644,7 +717,7 @@ def main(argv=None) -> None:
         result = train(fam, config, name=name, out=a.out, resume=resume, on_progress=show, cancel=cancel,
                        log_every=a.log_every, checkpoint_every=a.checkpoint_every, seed=a.seed, command=command,
                        score_samples=a.score_samples, device=device, precision=a.precision, compile=a.compile,
-                       run_id=os.environ.get("TORCHELASTIC_RUN_ID"))
+                       run_id=os.environ.get("TORCHELASTIC_RUN_ID"), snapshot_every=a.snapshot_every or None)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         sys.exit(2)
