@@ -417,6 +417,7 @@ def scene_bar(page: parts.Page, tab) -> SceneBar:
     """Save the tab's state as a scene, or take it to the Workshop's compare: built from the tab's actions."""
     mine = [a for a in page.actions if a.tab == tab.TITLE and not a.training and a.inputs]
     main = scenes.main_action(page.actions, tab.TITLE, tab, page.headers)
+    main = main if main in mine else (mine[0] if mine else None)  # an action without inputs has no scene
     with gr.Accordion("Scene: save this tab's state, compare it", open=False, elem_classes=["scene-bar"]):
         with gr.Row():
             action = gr.Dropdown([(f"{a.section or a.tab}: {a.api_name}", a.api_name) for a in mine],
