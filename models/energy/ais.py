@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from models.core.family import check_range
+from models.core.family import check_range, last
 
 # Salakhutdinov & Murray's schedule: 500 steps to β = 0.5, 4,000 to 0.9, 10,000 to 1 (14,500 in all)
 PAPER_SCHEDULE = ((0.5, 500), (0.9, 4000), (1.0, 10000))
@@ -77,24 +77,38 @@ def _log_f(v, vw, beta, b, c, b_a):
     return ((1 - beta) * (v @ b_a) + beta * (v @ b) + F.softplus(beta * (vw + c)).sum(1)).double()
 
 
+@dataclass
+class Progress:
+    """Where an AIS run is: temperature k of K, and the runs' log weights so far."""
+
+    k: int
+    betas: int
+    log_weights: torch.Tensor
+
+
 @torch.no_grad()
-def log_partition(W, b, c, b_a=None, *, runs: int = 100, betas: int = 14_500,
-                  generator: torch.Generator | None = None) -> AISResult:
-    """AIS estimate of log Z of the RBM E(v, h) = −bᵀv − cᵀh − vᵀWh, with W (D, H), b (D,), c (H,)."""
+def anneal(W, b, c, b_a=None, *, runs: int = 100, betas: int = 14_500, generator: torch.Generator | None = None,
+           every: int = 500):
+    """AIS of the RBM E(v, h) = −bᵀv − cᵀh − vᵀWh (W (D, H), b (D,), c (H,)) from the base model with
+    visible biases ``b_a``: yields :class:`Progress` every ``every`` temperatures, then the
+    :class:`AISResult`."""
     check_range("AIS runs", runs, 2, 100_000)
+    beta = schedule(betas).tolist()
+    check_range("temperatures between reports", every, 1, betas)
     D, H = W.shape
     W, b, c = W.float(), b.float(), c.float()  # products in float32; the weights add up in float64
     b_a = torch.zeros_like(b) if b_a is None else b_a.float().to(b.device)
-    beta = schedule(betas).tolist()
     t0 = time.perf_counter()
-    log_z_a = F.softplus(b_a).sum().item() + H * math.log(2)
+    log_z_a = F.softplus(b_a.double()).sum().item() + H * math.log(2)
     v = torch.bernoulli(torch.sigmoid(b_a).expand(runs, D), generator=generator)
     log_w = torch.zeros(runs, dtype=torch.float64, device=W.device)
-    for prev, now in zip(beta[:-1], beta[1:]):
+    for k, (prev, now) in enumerate(zip(beta[:-1], beta[1:]), 1):
         vw = v @ W
         log_w += _log_f(v, vw, now, b, c, b_a) - _log_f(v, vw, prev, b, c, b_a)
         h = torch.bernoulli(torch.sigmoid(now * (vw + c)), generator=generator)  # a Gibbs step at β_k
         v = torch.bernoulli(torch.sigmoid((1 - now) * b_a + now * (h @ W.T + b)), generator=generator)
+        if k % every == 0 and k < betas:
+            yield Progress(k, betas, log_w.cpu().clone())
     # r̂ = mean w and its standard error, computed relative to the largest weight to stay finite
     top = log_w.max()
     w = torch.exp(log_w - top)
@@ -102,8 +116,20 @@ def log_partition(W, b, c, b_a=None, *, runs: int = 100, betas: int = 14_500,
     log_r = (torch.log(mean) + top).item()
     low = (torch.log(mean - 3 * se) + top).item() if mean > 3 * se else -math.inf
     high = (torch.log(mean + 3 * se) + top).item()
-    return AISResult(log_z_a + log_r, log_z_a + low, log_z_a + high, log_z_a, runs, betas,
-                     time.perf_counter() - t0, log_w.cpu())
+    yield AISResult(log_z_a + log_r, log_z_a + low, log_z_a + high, log_z_a, runs, betas,
+                    time.perf_counter() - t0, log_w.cpu())
+
+
+def log_partition(W, b, c, b_a=None, *, runs: int = 100, betas: int = 14_500,
+                  generator: torch.Generator | None = None) -> AISResult:
+    """:func:`anneal` run to the end: the AIS estimate of log Z."""
+    return last(anneal(W, b, c, b_a, runs=runs, betas=betas, generator=generator, every=betas))
+
+
+def effective_runs(log_w: torch.Tensor) -> float:
+    """The effective sample size of the importance weights, (Σw)² / Σw² (M when all are equal)."""
+    w = torch.exp(log_w - log_w.max())
+    return float(w.sum() ** 2 / (w ** 2).sum())
 
 
 def exact_log_partition(W, b, c) -> float:
