@@ -256,30 +256,38 @@ def log_partition(model: RBM, runs: int = 100, betas: int = 14_500, base=None, g
         return ais.log_partition(model.W, model.b, model.c, b_a, runs=runs, betas=betas, generator=generator)
 
 
+def ais_estimate(model: RBM, runs: int, betas: int) -> ais.AISResult:
+    """The AIS estimate of log Z used by the card and the likelihood table: seed 0, from the training
+    data's pixel marginals when the model knows its config; kept on the model for later calls."""
+    cached = getattr(model, "_ais", None)
+    if cached is None or cached[0] != (runs, betas):
+        images = data_of(model)
+        base = ais.base_bias(flat(images, model.visible)) if images is not None else None
+        result = log_partition(model, runs, betas, base=base, generator=torch.Generator().manual_seed(0))
+        model._ais = ((runs, betas), result)
+    return model._ais[1]
+
+
+def _ais_settings(model) -> tuple[int, int]:
+    config = getattr(model, "config", None)
+    return (config.ais_runs, config.ais_betas) if config else (100, 14_500)
+
+
 @torch.no_grad()
-def log_likelihood(model: RBM, x, runs: int = 100, betas: int = 14_500) -> torch.Tensor:
-    """Estimated log p(x) = −F(x) − log Ẑ in nats for each image (N,), log Ẑ by AIS (an estimate, not
-    exact: see :mod:`models.energy.ais`). The estimate is kept on the model for later calls."""
+def log_likelihood(model: RBM, x) -> torch.Tensor:
+    """Estimated log p(x) = −F(x) − log Ẑ in nats for each image (N,), log Ẑ by AIS with the config's
+    runs and temperatures (an estimate, not exact: see :mod:`models.energy.ais`)."""
     model.eval()
     x = flat(x, model.visible).to(device_of(model))
-    key = (runs, betas)
-    cached = getattr(model, "_ais", None)
-    if cached is None or cached[0] != key:
-        model._ais = (key, log_partition(model, runs, betas, generator=torch.Generator(device_of(model)).manual_seed(0)))
-    log_z = model._ais[1].log_z
-    return (-model.free_energy(x).double() - log_z).cpu()
+    return (-model.free_energy(x).double() - ais_estimate(model, *_ais_settings(model)).log_z).cpu()
 
 
 def evaluate(model: RBM, x, y, runs: int | None = None, betas: int | None = None) -> dict:
     """The card's figures: AIS log Z with its interval and the test log-likelihood it gives."""
-    config = getattr(model, "config", None)
-    runs = runs or (config.ais_runs if config else 100)
-    betas = betas or (config.ais_betas if config else 14_500)
+    default_runs, default_betas = _ais_settings(model)
     model.eval()
     v = flat(x, model.visible).to(device_of(model))
-    data_base = ais.base_bias(flat(data_of(model), model.visible)) if data_of(model) is not None else None
-    result = log_partition(model, runs, betas, base=data_base, generator=torch.Generator().manual_seed(0))
-    model._ais = ((runs, betas), result)
+    result = ais_estimate(model, runs or default_runs, betas or default_betas)
     with torch.no_grad():
         minus_f = -model.free_energy(v).double().mean().item()
     return {"test_log_likelihood": minus_f - result.log_z,
@@ -352,16 +360,16 @@ def sample(model: RBM, n: int, generator: torch.Generator | None = None, sweeps:
 
 
 @torch.no_grad()
-def fill_in(model: RBM, x, known, sweeps: int = 200, generator=None, every: int = 10):
+def fill_in(model: RBM, x, known, sweeps: int = 200, generator=None, every: int | None = None):
     """Clamp the pixels where ``known`` is True and let the chain fill in the rest (the unknown
-    pixels start as noise). Yields :class:`GibbsStep`s."""
+    pixels start as noise). Yields :class:`GibbsStep`s every ``every`` sweeps (default: 20 in all)."""
     v = flat(x, model.visible).to(device_of(model))
     known = torch.as_tensor(known, dtype=torch.bool).reshape(len(v), -1).to(v.device)
     if known.shape != v.shape:
         raise ValueError(f"The mask must have one value per pixel; got {tuple(known.shape)}.")
     model.eval()
     v = torch.where(known, v, start_noise(model, len(v), generator).to(v.device))
-    yield from chain(model, v, sweeps, generator, every, known=known)
+    yield from chain(model, v, sweeps, generator, every or max(1, sweeps // 20), known=known)
 
 
 def filters(model: RBM, n: int = 64) -> torch.Tensor:
