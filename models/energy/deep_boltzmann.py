@@ -73,22 +73,8 @@ class DBNConfig:
 
 
 def _validate_common(config) -> None:
-    from models.core.data import BINARISATIONS, check_dataset
-
-    check_dataset(config.dataset)
-    if config.binarisation not in BINARISATIONS:
-        raise ValueError(f"Unknown binarisation {config.binarisation!r}; choose from {sorted(BINARISATIONS)}.")
-    if config.method not in rbm_module.METHODS:
-        raise ValueError(f"Unknown method {config.method!r}; choose from {', '.join(rbm_module.METHODS)}.")
+    rbm_module.check_settings(config)
     check_layers(config.layers)
-    check_range("Gibbs steps k", config.k, 1, 1000)
-    check_range("persistent chains", config.chains, 1, 10_000)
-    check_range("learning rate", config.lr, 1e-6, 10.0)
-    check_range("final learning rate", config.lr_end, 0.0, config.lr)
-    check_range("momentum", config.momentum, 0.0, 0.99)
-    check_range("weight decay", config.weight_decay, 0.0, 1.0)
-    check_range("batch size", config.batch_size, 1, 4096)
-    check_range("steps", config.steps, 1, 10_000_000)
 
 
 DBN_PRESETS = {

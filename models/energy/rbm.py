@@ -59,24 +59,30 @@ class RBMConfig:
     ais_betas: int = 14_500
 
     def validate(self):
-        from models.core.data import BINARISATIONS, check_dataset
-
-        check_dataset(self.dataset)
-        if self.binarisation not in BINARISATIONS:
-            raise ValueError(f"Unknown binarisation {self.binarisation!r}; choose from {sorted(BINARISATIONS)}.")
-        if self.method not in METHODS:
-            raise ValueError(f"Unknown method {self.method!r}; choose from {', '.join(METHODS)}.")
+        check_settings(self)
         check_hidden(self.hidden)
-        check_range("Gibbs steps k", self.k, 1, 1000)
-        check_range("persistent chains", self.chains, 1, 10_000)
-        check_range("learning rate", self.lr, 1e-6, 10.0)
-        check_range("final learning rate", self.lr_end, 0.0, self.lr)
-        check_range("momentum", self.momentum, 0.0, 0.99)
-        check_range("weight decay", self.weight_decay, 0.0, 1.0)
-        check_range("batch size", self.batch_size, 1, 4096)
-        check_range("steps", self.steps, 1, 10_000_000)
         check_range("AIS runs", self.ais_runs, 2, 100_000)
         check_range("AIS temperatures", self.ais_betas, 3, 1_000_000)
+
+
+def check_settings(config) -> None:
+    """The settings every Boltzmann family shares (data, CD/PCD, optimiser), checked with the range in
+    the message."""
+    from models.core.data import BINARISATIONS, check_dataset
+
+    check_dataset(config.dataset)
+    if config.binarisation not in BINARISATIONS:
+        raise ValueError(f"Unknown binarisation {config.binarisation!r}; choose from {sorted(BINARISATIONS)}.")
+    if config.method not in METHODS:
+        raise ValueError(f"Unknown method {config.method!r}; choose from {', '.join(METHODS)}.")
+    check_range("Gibbs steps k", config.k, 1, 1000)
+    check_range("persistent chains", config.chains, 1, 10_000)
+    check_range("learning rate", config.lr, 1e-6, 10.0)
+    check_range("final learning rate", config.lr_end, 0.0, config.lr)
+    check_range("momentum", config.momentum, 0.0, 0.99)
+    check_range("weight decay", config.weight_decay, 0.0, 1.0)
+    check_range("batch size", config.batch_size, 1, 4096)
+    check_range("steps", config.steps, 1, 10_000_000)
 
 
 PRESETS = {
