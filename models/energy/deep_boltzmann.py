@@ -218,8 +218,8 @@ class DBMConfig:
 
 DBM_PRESETS = {
     "book": {},  # Salakhutdinov & Hinton 2009: 500-1000 hidden units, mean field + persistent chains
-    "cpu": {"layers": [500, 500], "method": "pcd", "lr": 0.01, "pretrain_steps": 2000, "joint_lr": 0.002,
-            "steps": 6000},  # what ships: 2 × 2,000 pre-training + 2,000 joint steps
+    "cpu": {"layers": [500, 500], "method": "pcd", "lr": 0.01, "pretrain_steps": 1500, "joint_lr": 0.002,
+            "steps": 4500},  # what ships: 2 × 1,500 pre-training + 1,500 joint steps
     "tiny": {"layers": [8, 6], "chains": 8, "batch_size": 8, "pretrain_steps": 1, "steps": 3, "mean_field": 3},
 }
 

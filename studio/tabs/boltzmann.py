@@ -140,7 +140,7 @@ def filters(checkpoint: str, n):
     n = whole(n, "Number of filters", 1, first.hidden)
     picture = show(rbm.filters(first, n), nrow=min(n, 16), scale=3)
     return picture, (f"{checkpoint}: weights W_{{:,j}} of the first {n} of {first.hidden} hidden units"
-                     + ("" if family == "rbm" else " of the first layer") + ": pen strokes and blobs; each unit "
+                     + ("" if family == "rbm" else " of the first layer") + ": strokes and parts of digits; each unit "
                      "turns on when its pattern (bright) is inked and its surround (dark) is not.")
 
 
