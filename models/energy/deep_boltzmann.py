@@ -26,7 +26,6 @@ halved** when the stack becomes a DBM (:func:`compose`).
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 
