@@ -4,6 +4,7 @@
 and the scoring classifiers); each domain package holds its families and what they share.
 """
 from models.density import nade, pixelcnn, realnvp
+from models.energy import deep_boltzmann, rbm
 from models.image import diffusion, gan, hvae, latent_diffusion, vae
 from models.music import musegan, music_rnn, music_transformer, polyphony
 from models.paint import cyclegan
@@ -15,4 +16,5 @@ FAMILIES = {f.name: f for f in (
     music_transformer.FAMILY, music_rnn.FAMILY, musegan.FAMILY, polyphony.FAMILY,  # music
     cyclegan.FAMILY,  # paint (image-to-image)
     pixelcnn.FAMILY, nade.FAMILY, realnvp.FAMILY,  # density (likelihood models)
+    rbm.FAMILY, deep_boltzmann.DBN_FAMILY, deep_boltzmann.DBM_FAMILY,  # energy (Boltzmann machines)
 )}

@@ -35,6 +35,17 @@ def test_any_family_with_a_hook_gets_rows_and_bounds_get_a_tighter_iwae_row(tmp_
     assert "Caveat" in text and "bound" in text and "binarised" in text
 
 
+def test_an_rbm_joins_the_table_as_an_ais_estimate(tmp_path):
+    from models.energy import rbm
+
+    config = rbm.FAMILY.config("tiny")
+    checkpoint.save(tmp_path / "toy_rbm.safetensors", rbm.FAMILY.build(config), "rbm", config)
+    (tmp_path / "toy_rbm.json").write_text(json.dumps({"family": "rbm"}))
+    rows = likelihood.table(20, folder=tmp_path, families={"rbm": rbm.FAMILY})["rows"]
+    assert [(r["kind"], r["estimate"]) for r in rows] == [("estimate", "AIS estimate")]
+    assert rows[0]["nats"] > 0 and rows[0]["group"] == "binarised"
+
+
 @pytest.mark.parametrize("n", [0, -3, 2.5, True, 10**9])
 def test_bad_counts_are_refused(n):
     with pytest.raises(ValueError):

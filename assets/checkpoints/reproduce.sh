@@ -81,3 +81,10 @@ python -m models.music.polyphony rescore chorales_grid
 OMP_NUM_THREADS=1 python -m models.train polyphony --preset cpu --set 'tokenisation="events"' --name chorales_events --log-every 50 --checkpoint-every 200
 OMP_NUM_THREADS=1 python -m models.train polyphony --preset cpu --set 'tokenisation="events"' --set steps=1650 --name chorales_events --resume
 python -m models.core.arena --samples 500 --nll-images 500 --seed 0 --out assets/arena  # the arena table and grid: 1,215 s on 2 shared cores (one thread)
+# Boltzmann machines (Goodfellow et al. ch. 20), each on one thread of a busy 2-core machine (load 10-14).
+# RBM: 500 hidden, PCD-1 (100 chains), SGD 0.01 → 0 with momentum 0.9, 30,000 steps at batch 100 (46 min), then the
+# card's AIS (100 runs × 14,500 temperatures, 11 min): test log-likelihood -94.9 nats (AIS estimate). DBN: 784-500-500,
+# two PCD-1 layers of 4,000 steps (21 min). DBM: 784-500-500, 2 × 1,500 pre-training steps + 1,500 joint steps.
+OMP_NUM_THREADS=1 python -m models.train rbm --preset cpu --name rbm_mnist --score-samples 1000
+OMP_NUM_THREADS=1 python -m models.train dbn --preset cpu --name dbn_mnist --score-samples 500
+OMP_NUM_THREADS=1 python -m models.train dbm --preset cpu --name dbm_mnist --score-samples 500

@@ -6,8 +6,9 @@ held-out images, grouped by preprocessing and ranked inside each group.
 
 A family takes part by having a ``log_likelihood(model, x)`` hook (per-example log p(x) in nats, on the
 test examples its ``data`` hook returns, whose info names the ``preprocessing``) and says whether that
-is ``"exact"`` or a lower ``"bound"``. A hook that also takes ``k`` (importance samples) gets a second,
-tighter row (the IWAE bound). Nothing here knows any family by name.
+is ``"exact"``, a lower ``"bound"`` or an ``"estimate"`` (an RBM's, whose log Z is estimated by AIS).
+A hook that also takes ``k`` (importance samples) gets a second, tighter row (the IWAE bound). Nothing
+here knows any family by name.
 
 Each row gives nats per image and bits per dimension, ``nats / (D ln 2)`` with D the number of pixels.
 """
@@ -23,6 +24,7 @@ from pathlib import Path
 from models.core import ASSETS, checkpoint
 
 TABLE = ASSETS / "likelihood_table.json"
+ESTIMATES = {"bound": "ELBO", "estimate": "AIS estimate", "exact": "exact"}  # a family's likelihood -> its row
 IWAE_K = 50
 CAVEAT = ("Log-likelihoods are only comparable under the same preprocessing: binarised MNIST and dequantised "
           "8-bit MNIST are different data sets, so rows are ranked only inside their group. A bound is not a "
@@ -70,7 +72,7 @@ def score_checkpoint(family, path: Path, n: int | None) -> list[dict]:
     dims = x[0].numel()
     preprocessing = info.get("preprocessing") or info.get("title", "unstated")
     takes_k = "k" in inspect.signature(family.log_likelihood).parameters
-    runs = [("ELBO" if family.likelihood == "bound" else "exact", {})]
+    runs = [(ESTIMATES.get(family.likelihood, "exact"), {})]
     if takes_k and family.likelihood == "bound":
         runs.append((f"IWAE k={IWAE_K}", {"k": IWAE_K}))
     rows = []
