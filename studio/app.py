@@ -14,9 +14,10 @@ from models.core import RUNS
 from studio import lanes, parts, widgets
 from studio.tabs import (autoregressive, basics, diffusion, flows, gan, gan_lab, latent, likelihoods, music, paint,
                          text, vae)
+from studio.tabs import ebm as ebm_tab, gmmn as gmmn_tab
 
 TABS = [vae, gan, gan_lab, diffusion, latent, text, music, paint,  # one module per tab: TITLE and build(demo)
-        basics, autoregressive, flows, likelihoods]
+        basics, autoregressive, flows, likelihoods, ebm_tab, gmmn_tab]
 
 HEADER = """# Generative Deep Learning Studio
 Explore generative models by clicking: every tab has a shipped checkpoint trained by this project,
