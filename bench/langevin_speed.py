@@ -33,7 +33,8 @@ def main():
     params = sum(p.numel() for p in model.net.parameters())
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; energy net {params / 1e3:.0f} k params, "
           f"batch {BATCH}, {STEPS} steps per run")
-    ours = median_ms(lambda: ebm._last(ebm.langevin(model, x, STEPS, 10.0, 0.005, 0.03, every=STEPS)), runs=3, warmup=1) / 1000
+    run = lambda: ebm._last(ebm.langevin(model, x, STEPS, 10.0, 0.005, 0.03, every=STEPS))  # noqa: E731
+    ours = median_ms(run, runs=3, warmup=1) / 1000
     ref = median_ms(lambda: bare(model, x, STEPS), runs=3, warmup=1) / 1000
     print(f"ebm.langevin:           {STEPS / ours:8.1f} steps/s ({BATCH * STEPS / ours:8.0f} image-steps/s)")
     print(f"reference, bare loop:   {STEPS / ref:8.1f} steps/s ({BATCH * STEPS / ref:8.0f} image-steps/s)")

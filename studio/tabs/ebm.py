@@ -74,7 +74,7 @@ def samples(checkpoint: str, seed, n, buffer_steps, fresh_steps):
     check_range("Number of samples", n, 2, MAX_SAMPLES)
     kb, kf = whole(buffer_steps, "Steps after the buffer"), whole(fresh_steps, "Steps from noise")
     check_range("Steps after the buffer", kb, 0, 500)
-    check_range("Steps from noise", kf, 0, 1000)
+    check_range("Steps from noise", kf, 0, 500)
     knobs = dict(step_size=config.step_size, noise=config.noise, grad_clip=config.grad_clip)
     buf = ebm.to_images(ebm._last(ebm.chain(model, n, seeded(seed), "buffer", kb, every=10**6, **knobs)).x)
     fresh = ebm.to_images(ebm._last(ebm.chain(model, n, seeded(seed), "noise", kf, every=10**6, **knobs)).x)
@@ -249,7 +249,7 @@ def build(page: parts.Page):
             seed = widgets.seed_box()
             n = gr.Slider(2, MAX_SAMPLES, value=36, step=1, label="Number of samples")
             kb = gr.Slider(0, 500, value=60, step=10, label="Steps after the buffer")
-            kf = gr.Slider(0, 1000, value=60, step=10, label="Steps from noise")
+            kf = gr.Slider(0, 500, value=60, step=10, label="Steps from noise")
             sample_btn = gr.Button("Sample", variant="primary", elem_id="ebm-sample")
         with gr.Row():
             buf_img = gr.Image(label="From the replay buffer", format="png", interactive=False)

@@ -109,7 +109,7 @@ def lab_reset(session, dataset, kernel, bandwidth, batch_size, learning_rate, se
 def lab_train(session, steps, dataset, kernel, bandwidth, batch_size, learning_rate, seed):
     """``steps`` more steps, streaming the scatter and the curve."""
     n = whole(steps, "Steps")
-    check_range("Steps", n, 1, 20_000)
+    check_range("Steps", n, 1, 5000)
     session = _session(session, (dataset, kernel, bandwidth, batch_size, learning_rate, seed))
     done, next_frame = 0, time.time() + FRAME_S
     while done < n:
