@@ -65,8 +65,8 @@ def test_ebm_train_config_follows_the_controls():
 def test_gmmn_lab_resets_trains_and_estimates_the_spread():
     session, plane, curve, status = gtab.lab_reset(None, *LAB)
     assert session.lab.step == 0 and "step **0**" in status
-    *_, (session, plane, curve, status) = gtab.lab_train(session, 50, *LAB)
-    assert session.lab.step == 50 and "Trained 50 steps" in status
+    *_, (session, plane, curve, status) = gtab.lab_train(session, 25, *LAB)
+    assert session.lab.step == 25 and "Trained 25 steps" in status
     picture, md = gtab.mmd_spread(session, 3, *LAB)
     assert picture.ndim == 3 and md.count("\n| ") == len(gtab.BATCH_SIZES)
     single, *_ = gtab.lab_reset(None, "ring", "single", 0.3, 64, 5e-3, 1)

@@ -64,7 +64,8 @@ class GMMNConfig:
         check_range("autoencoder width", self.ae_hidden, 1, 8192)
         check_range("autoencoder steps", self.ae_steps, 0, 10_000_000)
         if self.space == "code" and self.ae_steps >= self.steps:
-            raise ValueError(f"ae_steps ({self.ae_steps}) must be fewer than steps ({self.steps}) to leave steps for G.")
+            raise ValueError(f"ae_steps ({self.ae_steps}) must be fewer than steps ({self.steps}) "
+                             "to leave steps for G.")
         check_range("learning rate", self.lr, 1e-7, 1.0)
         check_range("batch size", self.batch_size, 2, 10_000)
         check_range("steps", self.steps, 1, 10_000_000)

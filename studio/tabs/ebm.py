@@ -8,7 +8,6 @@ Per-visitor chain runs live in gr.State; every draw comes from a torch.Generator
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 
@@ -21,6 +20,7 @@ from models.core import data, evaluate
 from models.core.family import check_range, seeded
 from models.energy import ebm, toy2d
 from studio import parts, widgets
+from studio.tabs.flows import number, whole
 from studio.widgets import friendly
 
 TITLE = "Energy-based"
@@ -30,18 +30,6 @@ MAX_SAMPLES = 64
 MAX_CHAINS = 16
 FRAME_S = 0.4  # at most this often a frame while a chain runs
 TOY_PX = 440
-
-
-def whole(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or int(value) != value:
-        raise ValueError(f"{name} must be a whole number; got {value!r}.")
-    return int(value)
-
-
-def number(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number; got {value!r}.")
-    return float(value)
 
 
 def start_of(label: str) -> str:

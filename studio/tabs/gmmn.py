@@ -20,7 +20,7 @@ from models.core import evaluate
 from models.core.family import check_range, last, seeded
 from models.image import gmmn
 from studio import parts, widgets
-from studio.tabs.ebm import number, whole
+from studio.tabs.flows import number, whole
 from studio.widgets import friendly
 
 TITLE = "GMMN"
