@@ -38,7 +38,8 @@ def main():
     ref = median_ms(lambda: bare(model, x, STEPS), runs=3, warmup=1) / 1000
     print(f"ebm.langevin:           {STEPS / ours:8.1f} steps/s ({BATCH * STEPS / ours:8.0f} image-steps/s)")
     print(f"reference, bare loop:   {STEPS / ref:8.1f} steps/s ({BATCH * STEPS / ref:8.0f} image-steps/s)")
-    print(f"one book training step ≈ {config.langevin_steps} steps: {config.langevin_steps * ours / STEPS:.2f} s of sampling "
+    per_train_step = config.langevin_steps * ours / STEPS
+    print(f"one book training step ≈ {config.langevin_steps} steps: {per_train_step:.2f} s of sampling "
           f"at batch {BATCH}")
 
 
