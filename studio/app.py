@@ -12,11 +12,11 @@ from gradio.exceptions import ComponentProcessingError, InvalidPathError
 
 from models.core import RUNS
 from studio import lanes, parts, widgets
-from studio.tabs import (autoregressive, basics, boltzmann, diffusion, flows, gan, gan_lab, latent, likelihoods, map,
-                         music, paint, polyphony, text, vae, workshop, world)
+from studio.tabs import (autoregressive, basics, boltzmann, diffusion, ebm, flows, gan, gan_lab, gmmn, latent,
+                         likelihoods, map, music, paint, polyphony, text, vae, workshop, world)
 
 TABS = [map, vae, gan, gan_lab, diffusion, latent, text, music, polyphony, paint,  # one module per tab: TITLE and build(demo)
-        basics, autoregressive, flows, likelihoods, boltzmann, world, workshop]
+        basics, autoregressive, flows, likelihoods, ebm, gmmn, boltzmann, world, workshop]
 
 HEADER = """# Generative Deep Learning Studio
 Explore generative models by clicking: every tab has a shipped checkpoint trained by this project,
