@@ -550,6 +550,30 @@ def repetition(ids: list[int], n: int = 4) -> float:
     return repeats / len(grams)
 
 
+LETTERS_RE = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)*")
+
+
+@functools.lru_cache(maxsize=8)
+def known_words(dataset: str) -> frozenset:
+    """Lower-cased words (runs of letters, inner apostrophes kept) of the training part of a corpus:
+    its first 90%, the part the models learn from."""
+    joined = "\n\n".join(documents(dataset))
+    return frozenset(w.lower() for w in LETTERS_RE.findall(joined[:int(len(joined) * 0.9)]))
+
+
+def real_words(texts, dataset: str) -> dict:
+    """How many of the words in ``texts`` are real: found in the training part of ``dataset``. A text
+    that stops inside a word (the length ran out) loses that last, unfinished word."""
+    known, words = known_words(dataset), []
+    for t in texts:
+        found = LETTERS_RE.findall(t)
+        if found and t[-1:].isalpha():
+            found = found[:-1]
+        words += found
+    wrong = [w for w in words if w.lower() not in known]
+    return {"rate": 1 - len(wrong) / max(1, len(words)), "words": len(words), "non_words": wrong}
+
+
 def kjv_chapters(raw: str) -> str:
     """Debian ``bible`` output ("Genesis 1" headings, then "  N verse" lines wrapped at 80 columns)
     as one block per chapter: its heading, then one verse per line without numbers."""
