@@ -13,9 +13,9 @@ from gradio.exceptions import ComponentProcessingError, InvalidPathError
 from models.core import RUNS
 from studio import lanes, parts, widgets
 from studio.tabs import (autoregressive, basics, diffusion, flows, gan, gan_lab, latent, likelihoods, music, paint,
-                         text, vae)
+                         seq2seq, text, vae)
 
-TABS = [vae, gan, gan_lab, diffusion, latent, text, music, paint,  # one module per tab: TITLE and build(demo)
+TABS = [vae, gan, gan_lab, diffusion, latent, text, seq2seq, music, paint,  # one module per tab: TITLE and build(demo)
         basics, autoregressive, flows, likelihoods]
 
 HEADER = """# Generative Deep Learning Studio
