@@ -131,4 +131,4 @@ def build(page: parts.Page):
     heat = gr.Image(label="Attention over the passage, per generated word", format="png", interactive=False)
     page.action(tag_btn.click, tag_passage, [ckpt, passage], [marked, spans, answer], api_name="qa_tag")
     page.action(ask_btn.click, ask_questions, [ckpt, passage, answer, beam, sampled, temperature, n, seed],
-                [questions, heat, caption], api_name="qa_ask")
+                [questions, heat, caption], api_name="qa_ask", example={"answer": ""})
