@@ -2,9 +2,16 @@
 tokens/s at batch 1 for the GPT with its KV cache and without (recomputing attention over the whole
 context for every new token), on the shipped checkpoints when present.
 
+The sampling loop is timed against the model alone: the same tokens fed through ``next_logits`` with
+the cache, one at a time, and nothing else (no distributions, no drawing, no text). Their ratio is
+what the bookkeeping around each token costs; the page's loop (the loop plus the per-position
+records its views keep) is timed too. Runs alternate and medians are reported, since the machine
+may be shared.
+
     python bench/text_speed.py [--threads 2]
 """
 import argparse
+import statistics
 import time
 
 import torch
@@ -14,8 +21,14 @@ from timing import ROOT, median_ms  # noqa: E402  (also puts the repository on s
 from models import FAMILIES  # noqa: E402
 from models.core import checkpoint  # noqa: E402
 from models.core.family import last, seeded  # noqa: E402
+from models.text import corpus  # noqa: E402
 
 SHIPPED = ROOT / "assets" / "checkpoints"
+
+
+def clock() -> float:
+    """Seconds: CPU time of this process on one thread (robust when the machine is shared), else wall time."""
+    return time.process_time() if torch.get_num_threads() == 1 else time.perf_counter()
 
 
 def training_speed(family: str, dataset: str) -> tuple[float, str]:
@@ -41,9 +54,9 @@ def training_speed(family: str, dataset: str) -> tuple[float, str]:
 
 def sampling_speed(model, fam, use_cache: bool, length: int) -> float:
     kwargs = {"use_cache": use_cache} if "use_cache" in fam.sample.__code__.co_varnames else {}
-    t = time.perf_counter()
+    t = clock()
     last(fam.sample(model, 1, generator=seeded(0), prompt="", length=length, **kwargs))
-    return length / (time.perf_counter() - t)
+    return length / (clock() - t)
 
 
 def step_ms(model, context: int) -> tuple[float, float]:
@@ -55,6 +68,28 @@ def step_ms(model, context: int) -> tuple[float, float]:
         cached = median_ms(lambda: model.next_logits(tokens, cache), runs=30)
         full = median_ms(lambda: model.next_logits(tokens), runs=30)
     return cached, full
+
+
+def loop_vs_model(model, length: int, runs: int = 7) -> dict:
+    """ms per token: the sampling loop, the page's loop (loop + per-position records), and the model
+    alone fed the same tokens with its cache, medians over alternating runs."""
+    times = {"loop": [], "page": [], "model": []}
+    for r in range(runs):
+        t = clock()
+        steps = list(corpus.decode(model, model.tokenizer, 1, seeded(r), length=length, temperature=0.8))
+        times["loop"].append(clock() - t)
+        t = clock()
+        steps = list(corpus.decode(model, model.tokenizer, 1, seeded(r), length=length, temperature=0.8))
+        corpus.position_records(model.tokenizer, 1, steps, 15)
+        times["page"].append(clock() - t)
+        tokens = torch.tensor([[1] + steps[-1].ids])
+        t = clock()
+        with torch.no_grad():
+            cache = None
+            for i in range(1, tokens.shape[1]):
+                _, cache = model.next_logits(tokens[:, :i], cache)
+        times["model"].append(clock() - t)
+    return {k: statistics.median(v) * 1000 / length for k, v in times.items()}
 
 
 def main():
@@ -84,6 +119,10 @@ def main():
             cached, full = step_ms(model, config.block)
             print(f"model     {name}, next token after {config.block} tokens: {cached:.2f} ms with the KV cache, "
                   f"{full:.2f} ms recomputing ({full / cached:.1f}×)")
+        ms = loop_vs_model(model, length)
+        print(f"loop      {name}, {length} tokens at τ 0.8: sampling loop {ms['loop']:.3f} ms/token, page loop "
+              f"(+ per-position records) {ms['page']:.3f}, model alone on the same tokens {ms['model']:.3f} → "
+              f"loop/model {ms['loop'] / ms['model']:.2f}×, page/model {ms['page'] / ms['model']:.2f}×")
 
 
 if __name__ == "__main__":

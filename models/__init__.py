@@ -8,11 +8,11 @@ from models.energy import deep_boltzmann, ebm, rbm
 from models.image import diffusion, gan, gmmn, hvae, latent_diffusion, vae
 from models.music import musegan, music_rnn, music_transformer, polyphony
 from models.paint import cyclegan
-from models.text import gpt, lstm
+from models.text import gpt, lstm, seq2seq
 
 FAMILIES = {f.name: f for f in (
     vae.FAMILY, hvae.FAMILY, gan.FAMILY, diffusion.FAMILY, latent_diffusion.FAMILY,  # image
-    lstm.FAMILY, gpt.FAMILY,  # text
+    lstm.FAMILY, gpt.FAMILY, seq2seq.FAMILY,  # text
     music_transformer.FAMILY, music_rnn.FAMILY, musegan.FAMILY, polyphony.FAMILY,  # music
     cyclegan.FAMILY,  # paint (image-to-image)
     pixelcnn.FAMILY, nade.FAMILY, realnvp.FAMILY,  # density (likelihood models)

@@ -13,10 +13,10 @@ from gradio.exceptions import ComponentProcessingError, InvalidPathError
 from models.core import RUNS
 from studio import lanes, parts, widgets
 from studio.tabs import (autoregressive, basics, boltzmann, diffusion, ebm, flows, gan, gan_lab, gmmn, latent,
-                         likelihoods, map, music, paint, polyphony, text, vae, workshop, world)
+                         likelihoods, map, music, paint, polyphony, seq2seq, text, vae, workshop, world)
 
-TABS = [map, vae, gan, gan_lab, diffusion, latent, text, music, polyphony, paint,  # one module per tab: TITLE and build(demo)
-        basics, autoregressive, flows, likelihoods, ebm, gmmn, boltzmann, world, workshop]
+TABS = [map, vae, gan, gan_lab, diffusion, latent, text, seq2seq, music, polyphony, paint,  # one module per tab
+        basics, autoregressive, flows, likelihoods, ebm, gmmn, boltzmann, world, workshop]  # TITLE and build(page)
 
 HEADER = """# Generative Deep Learning Studio
 Explore generative models by clicking: every tab has a shipped checkpoint trained by this project,

@@ -95,3 +95,9 @@ OMP_NUM_THREADS=1 python -m models.train dbm --preset cpu --name dbm_mnist --sco
 # confidence 0.84, coverage 0.9.
 OMP_NUM_THREADS=1 python -m models.train ebm --preset cpu --name ebm_mnist --log-every 50 --checkpoint-every 200 --set steps=520 --score-samples 1000
 OMP_NUM_THREADS=1 python -m models.train gmmn --preset cpu --name gmmn_mnist --log-every 250 --checkpoint-every 500
+# Encoder–decoder & QA (1 CPU thread on a machine shared by five jobs): the question generator on
+# King James template questions, stopped at 564 of the preset's 1,500 steps (993 s) once the held-out bars were met.
+python -m models.train seq2seq --preset cpu --set steps=564 --name qa_kjv
+# Text that reads as words: char-level GPT on the KJV (4 × 4 heads, width 160, dropout 0, windows at every
+# chapter start), 1 CPU thread on a machine shared by five jobs: about 75 minutes; stopped by time, not by a bar.
+python -m models.train gpt --preset cpu --set dataset=kjv --set doc_starts=true --set d_model=160 --set heads=4 --set ff=640 --set dropout=0.0 --set steps=3900 --name gpt_kjv

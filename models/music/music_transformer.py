@@ -83,6 +83,8 @@ def check_common(config) -> None:
     check_range("steps", config.steps, 1, 10_000_000)
 
 
+BOOK_SAMPLING = {"note_temperature": 0.5, "duration_temperature": 0.5}  # Foster 2nd ed. ch. 11's sampling temperatures
+
 PRESETS = {
     "book": {},
     # about 20 minutes on one CPU thread; transposing ±5 semitones multiplies 334 melodies by 11

@@ -209,6 +209,7 @@ class TextConfig:
     lr: float = 1e-3  # Adam
     batch_size: int = 32
     steps: int = 3000
+    doc_starts: bool = False  # also train on one window starting at every document's <sep>
 
     def __post_init__(self):
         self.vocab = tuple(self.vocab)
@@ -234,7 +235,9 @@ class TextConfig:
 
 def windows(config: TextConfig, split: str) -> tuple[tuple[torch.Tensor], dict]:
     """The ``data`` hook: (N, seq_len + 1) token windows overlapping by half, from the first 90% of
-    the token stream (train) or the last 10% (test: e.g. Hamlet's Act V, never seen in training)."""
+    the token stream (train) or the last 10% (test: e.g. Hamlet's Act V, never seen in training).
+    With ``doc_starts`` one more window begins at each document's <sep>, so the model learns what
+    the first tokens of a document look like at the positions where sampling starts them."""
     if split not in ("train", "test"):
         raise ValueError(f"Unknown split {split!r}; choose from ('train', 'test').")
     ids = _stream(config.dataset, config.level, config.vocab)
@@ -244,7 +247,11 @@ def windows(config: TextConfig, split: str) -> tuple[tuple[torch.Tensor], dict]:
     if len(part) < size:
         raise ValueError(f"The {split} part of {title(config.dataset)} has only {len(part)} tokens; "
                          f"it needs more than the sequence length {config.seq_len}.")
-    x = part.unfold(0, size, stride).contiguous()  # (N, seq_len + 1)
+    x = part.unfold(0, size, stride)  # (N, seq_len + 1)
+    if config.doc_starts:  # sampling starts at <sep>: show the model how documents begin at position 0
+        starts = (part[:len(part) - size + 1] == 1).nonzero()[:, 0]
+        x = torch.cat([x, part[starts[:, None] + torch.arange(size)]])
+    x = x.contiguous()
     info = {"title": title(config.dataset), "dataset": config.dataset, "level": config.level,
             "vocab_size": len(config.vocab), f"{split}_tokens": len(part),
             "unk_rate": round(float((part == 0).float().mean()), 4)}
@@ -377,22 +384,65 @@ def next_token_top(model, ids, k: int) -> NextTokens:
 
 
 def choose(after: torch.Tensor, generator: torch.Generator | None, greedy: bool) -> torch.Tensor:
-    """One token id per row of ``after`` (B, V)."""
+    """One token id per row of ``after`` (B, V), by inverting the cumulative distribution: the first
+    token whose running mass exceeds a uniform draw (a token of probability 0 never does). The same
+    law as ``torch.multinomial``, in a third of its time on a small vocabulary."""
     if greedy:
         return after.argmax(-1)
-    return torch.multinomial(after, 1, generator=generator)[:, 0]
+    cum = after.cumsum(-1)
+    u = torch.rand((len(after), 1), generator=generator, dtype=cum.dtype) * cum[:, -1:]
+    return torch.searchsorted(cum, u, right=True)[:, 0].clamp_max(after.shape[-1] - 1)
 
 
 @dataclass
 class Step:
-    """One generated position of sequence 0: its token and what else the model considered."""
+    """One generated position of sequence 0: its token and what else the model considered.
+
+    The loop keeps the raw logits and the distribution it drew from; the τ = 1 distribution
+    (``before``) is computed only when a view asks for it (:func:`before_batch` does many at once),
+    so sampling pays for nothing it does not use."""
 
     token: int
     piece: str
-    before: torch.Tensor  # (V,) probabilities at temperature 1, nothing cut
+    logits: torch.Tensor  # (V,) float64, the model's raw scores
     after: torch.Tensor  # (V,) the distribution the token was drawn from
     ids: list  # every id so far, prompt included (after the leading <sep>)
     text: list  # the n texts so far
+
+    @functools.cached_property
+    def before(self) -> torch.Tensor:
+        """(V,) probabilities at temperature 1, nothing cut."""
+        return torch.softmax(self.logits, -1)
+
+
+def before_batch(steps: list) -> torch.Tensor:
+    """The τ = 1 distributions of many steps in one softmax: (len(steps), V)."""
+    return torch.softmax(torch.stack([s.logits for s in steps]), -1)
+
+
+def position_records(tokenizer: Tokenizer, prev: int, steps: list, k: int) -> list[dict]:
+    """What the views keep of each generated position, for many steps in a few batched operations:
+    the ``k`` likeliest candidates (the drawn token always among them, :func:`candidates`) with their
+    probabilities before and after temperature and truncation, both entropies, how many tokens the
+    truncation kept, and the token's text after ``prev`` (the token before the first step)."""
+    if not steps:
+        return []
+    before, after = before_batch(steps), torch.stack([s.after for s in steps])  # (S, V)
+    token = torch.tensor([s.token for s in steps])
+    top = torch.topk(before, min(int(k), before.shape[-1]), -1).indices  # (S, k)
+    missing = ~(top == token[:, None]).any(-1)
+    top[missing, -1] = token[missing]
+    rows = torch.arange(len(steps))
+    cols = zip(top.tolist(), before.gather(1, top).tolist(), after.gather(1, top).tolist(),
+               before[rows, token].tolist(), after[rows, token].tolist(), entropy(before).tolist(),
+               entropy(after).tolist(), (after > 0).sum(-1).tolist(), token.tolist())
+    out = []
+    for ids, pb, pa, tb, ta, hb, ha, kept, i in cols:
+        out.append({"token": i, "piece": tokenizer.piece(i), "ids": ids, "pieces": [tokenizer.piece(j) for j in ids],
+                    "before": pb, "after": pa, "p_before": tb, "p_after": ta, "h_before": hb, "h_after": ha,
+                    "kept": kept, "text": tokenizer.glue(prev, i)})
+        prev = i
+    return out
 
 
 def prompt_ids(tokenizer: Tokenizer, prompt: str) -> list[int]:
@@ -400,7 +450,6 @@ def prompt_ids(tokenizer: Tokenizer, prompt: str) -> list[int]:
     return [1] + tokenizer.encode(prompt or "")
 
 
-@torch.no_grad()
 def decode(model, tokenizer: Tokenizer, n: int, generator, prompt: str = "", length: int = 200,
            temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, greedy: bool = False,
            stop_at_sep: bool = False, use_cache: bool = True, allow_unk: bool = False):
@@ -409,6 +458,10 @@ def decode(model, tokenizer: Tokenizer, n: int, generator, prompt: str = "", len
     The n sequences are drawn in one batch from the same ``generator``; ``stop_at_sep`` ends the
     run when every sequence has produced the separator (the end of a document). <unk> (a rare word
     the vocabulary dropped) is never drawn unless ``allow_unk``.
+
+    The loop is kept to a handful of tensor operations per token (a preallocated token buffer,
+    banning as one added bias, truncation only when asked for), so it runs at the model's speed:
+    ``bench/text_speed.py`` times it against the model alone.
     """
     check_range("number of samples", n, 1, 64)
     check_range("length", length, 1, 5000)
@@ -418,27 +471,39 @@ def decode(model, tokenizer: Tokenizer, n: int, generator, prompt: str = "", len
     model.eval()
     device = device_of(model)
     start = prompt_ids(tokenizer, prompt)
-    tokens = torch.tensor([start] * n, dtype=torch.int64, device=device)  # (n, T)
-    done = torch.zeros(n, dtype=torch.bool, device=device)
+    first, length = len(start), int(length)
+    tokens = torch.empty(n, first + length, dtype=torch.int64, device=device)  # filled as we go
+    tokens[:, :first] = torch.tensor(start)
+    bias = torch.zeros(len(tokenizer.vocab), dtype=torch.float64)  # distributions()' banning, as one add
+    if not allow_unk:
+        bias[0] = float("-inf")
+    cut = bool(top_k) or top_p < 1.0
+    done = torch.zeros(n, dtype=torch.bool)
     texts = [tokenizer.decode(start[1:])] * n
     ended = [False] * n  # stop_at_sep: the text of a row that reached <sep> stops growing
-    cache = None
-    for _ in range(int(length)):
-        logits, cache = model.next_logits(tokens, cache if use_cache else None)
-        before, after = distributions(logits.cpu(), temperature, top_k, top_p, () if allow_unk else (0,))
-        nxt = choose(after, generator, greedy).to(device)
+    prev, ids = [start[-1]] * n, start[1:]
+    cache, vocab, glue = None, tokenizer.vocab, tokenizer.glue
+    for t in range(first, first + length):
+        with torch.no_grad():  # the model alone: nothing else makes a graph, and a generator must not
+            logits, cache = model.next_logits(tokens[:, :t], cache if use_cache else None)  # hold the mode
+        z = logits.to("cpu", torch.float64)  # float64 so truncation sums and ties are exact and reproducible
+        after = torch.softmax(torch.add(bias, z, alpha=1 / temperature), -1)
+        if cut:
+            after = truncate(after, top_k, top_p)
+        nxt = choose(after, generator, greedy)
         if stop_at_sep:
-            nxt = torch.where(done, torch.ones_like(nxt), nxt)  # finished rows keep emitting <sep>
-        prev = tokens[:, -1].tolist()
-        tokens = torch.cat([tokens, nxt[:, None]], 1)
-        done |= nxt == 1
-        for r, (p, i) in enumerate(zip(prev, nxt.tolist())):
+            nxt = torch.where(done, 1, nxt)  # finished rows keep emitting <sep>
+            done |= nxt == 1
+        tokens[:, t] = nxt
+        drawn = nxt.tolist()
+        for r, (p, i) in enumerate(zip(prev, drawn)):
             if stop_at_sep and (ended[r] or i == 1):
                 ended[r] = True
                 continue
-            texts[r] += tokenizer.glue(p, i)
-        yield Step(int(nxt[0]), tokenizer.piece(int(nxt[0])), before[0], after[0], tokens[0, 1:].tolist(), list(texts))
-        if stop_at_sep and bool(done.all()):
+            texts[r] += glue(p, i)
+        prev, ids = drawn, ids + drawn[:1]
+        yield Step(drawn[0], vocab[drawn[0]], z[0], after[0], ids, list(texts))
+        if stop_at_sep and all(ended):
             return
 
 
@@ -483,6 +548,30 @@ def repetition(ids: list[int], n: int = 4) -> float:
         repeats += g in seen
         seen.add(g)
     return repeats / len(grams)
+
+
+LETTERS_RE = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)*")
+
+
+@functools.lru_cache(maxsize=8)
+def known_words(dataset: str) -> frozenset:
+    """Lower-cased words (runs of letters, inner apostrophes kept) of the training part of a corpus:
+    its first 90%, the part the models learn from."""
+    joined = "\n\n".join(documents(dataset))
+    return frozenset(w.lower() for w in LETTERS_RE.findall(joined[:int(len(joined) * 0.9)]))
+
+
+def real_words(texts, dataset: str) -> dict:
+    """How many of the words in ``texts`` are real: found in the training part of ``dataset``. A text
+    that stops inside a word (the length ran out) loses that last, unfinished word."""
+    known, words = known_words(dataset), []
+    for t in texts:
+        found = LETTERS_RE.findall(t)
+        if found and t[-1:].isalpha():
+            found = found[:-1]
+        words += found
+    wrong = [w for w in words if w.lower() not in known]
+    return {"rate": 1 - len(wrong) / max(1, len(words)), "words": len(words), "non_words": wrong}
 
 
 def kjv_chapters(raw: str) -> str:

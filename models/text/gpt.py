@@ -94,17 +94,20 @@ class CausalSelfAttention(nn.Module):
         if past is not None:
             k, v = torch.cat([past[0], k], 2), torch.cat([past[1], v], 2)
         S = k.shape[2]  # keys: the past and these T tokens
-        # query i sits at absolute position S - T + i and may look at keys 0 … S - T + i
-        mask = torch.ones(T, S, dtype=torch.bool, device=x.device).tril(S - T)
+        # query i sits at absolute position S - T + i and may look at keys 0 … S - T + i; one new
+        # token (T = 1) may look at every key, and T = S is the plain causal mask: no mask to build
+        mask = None if T == 1 or (T == S and not need_weights) else (
+            torch.ones(T, S, dtype=torch.bool, device=x.device).tril(S - T))
         drop = self.dropout if self.training else 0.0
         weights = None
         if need_weights:
+            if mask is None:
+                mask = torch.ones(T, S, dtype=torch.bool, device=x.device)
             att = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])  # (B, H, T, S)
             weights = att.masked_fill(~mask, float("-inf")).softmax(-1)
             y = F.dropout(weights, drop, self.training) @ v
         else:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=None if T == S or T == 1 else mask,
-                                               is_causal=T == S and T > 1, dropout_p=drop)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=T == S and T > 1, dropout_p=drop)
         y = y.transpose(1, 2).reshape(B, T, C)
         return self.proj(y), (k, v), weights
 

@@ -98,17 +98,6 @@ def _prompt(prompt) -> str:
     return prompt
 
 
-def _record(tok, step) -> dict:
-    """What is kept of one generated position: the top candidates before and after."""
-    ids = corpus.candidates(step.before, step.token, TOP)
-    return {"token": step.token, "piece": step.piece, "ids": ids,
-            "pieces": [tok.piece(i) for i in ids],
-            "before": [float(step.before[i]) for i in ids], "after": [float(step.after[i]) for i in ids],
-            "p_before": float(step.before[step.token]), "p_after": float(step.after[step.token]),
-            "h_before": float(corpus.entropy(step.before)), "h_after": float(corpus.entropy(step.after)),
-            "kept": int((step.after > 0).sum())}
-
-
 def highlighted(run) -> list[tuple[str, str | None]]:
     """Prompt tokens plain, generated tokens coloured by how likely the model thought them."""
     out = [(run["prompt"], None)] if run["prompt"] else []
@@ -139,15 +128,21 @@ def generate(checkpoint, prompt, length, temperature, top_k, top_p, greedy, seed
     start = last_yield = time.time()
     prev = corpus.prompt_ids(tok, prompt)[-1]
     keep = [gr.update()] * 3  # the output panel fills in at the end
+    pending = []  # steps not yet recorded: recorded together, so the loop runs at the model's speed
+
+    def record():
+        run["steps"] += corpus.position_records(tok, run["steps"][-1]["token"] if run["steps"] else prev, pending, TOP)
+        pending.clear()
+
     for k, step in enumerate(steps):
-        r = _record(tok, step)
-        r["text"] = tok.glue(prev, step.token)
-        prev = step.token
-        run["steps"].append(r)
-        run["ids"] = step.ids
+        pending.append(step)
         if time.time() - last_yield > 0.15:
+            record()
+            run["ids"] = step.ids
             last_yield = time.time()
             yield step.text[0], highlighted(run), f"{k + 1} tokens…", gr.update(), None, gr.update(), *keep
+    record()
+    run["ids"] = step.ids
     n = len(run["steps"])
     how = "greedy" if greedy else (f"τ {float(temperature):g}, top-k {int(top_k) or 'off'}, top-p {float(top_p):g}")
     seconds = time.time() - start
