@@ -32,7 +32,8 @@ def markdown(result: dict | None) -> str:
         out.append("\n| rank | model | checkpoint | estimate | nats / image | bits / dim | test images |\n"
                    "|---|---|---|---|---|---|---|")
         for r in rows:
-            what = f"{r['estimate']} (**bound**: true −log p is lower)" if r["kind"] == "bound" else "exact"
+            what = {"bound": f"{r['estimate']} (**bound**: true −log p is lower)",
+                    "estimate": f"{r['estimate']} (**estimate**: log Z by annealed importance sampling)"}.get(r["kind"], "exact")
             summary = f" ({r['summary']})" if r.get("summary") else ""
             out.append(f"| {r['rank']} | {r['title']}{summary} | {r['checkpoint']} | {what} | {r['nats']:.2f} | "
                        f"{r['bits_per_dim']:.4f} | {r['test_examples']:,} |")
