@@ -36,6 +36,7 @@ from models.core.family import last, seeded
 
 OUT = ASSETS / "arena"
 SHOWN = 8  # samples per family in the grid
+KINDS = {"bound": "≤, bound", "estimate": "≈, AIS estimate"}  # how a likelihood row is marked
 
 
 def mnist_checkpoints(names: list[str] | None = None) -> dict[str, Path]:
@@ -147,7 +148,7 @@ def table(result: dict) -> str:
              "| Family | Checkpoint | Confidence | Coverage | Fréchet ↓ | NLL (nats/image) | Nearest-train ratio | "
              "Training | Sampling / image |", "|---|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
-        nll = "—" if r["nll_nats"] is None else (f"{r['nll_nats']:.1f} ({'≤, bound' if r['likelihood'] == 'bound' else 'exact'}"
+        nll = "—" if r["nll_nats"] is None else (f"{r['nll_nats']:.1f} ({KINDS.get(r['likelihood'], 'exact')}"
                                                  f"{', ' + short(r['preprocessing']) if r['preprocessing'] else ''})")
         train = "—" if r["train_time_s"] is None else f"{r['train_time_s'] / 60:.0f} min, {r['train_steps']:,} steps"
         lines.append(f"| {r['title']} | {r['checkpoint']} | {r['confidence']:.3f} | {r['class_coverage']:.0%} | "
