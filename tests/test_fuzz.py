@@ -114,7 +114,8 @@ def snapshot() -> dict:
 
 # set by libraries when first imported, not by a handler: torch (the first optimizer imports its compiler)
 # and scikit-learn (its __init__ sets the two KMP variables)
-SET_BY_LIBRARIES = {"TORCHINDUCTOR_CACHE_DIR", "KMP_DUPLICATE_LIB_OK", "KMP_INIT_AT_FORK"}
+SET_BY_LIBRARIES = {"TORCHINDUCTOR_CACHE_DIR", "KMP_DUPLICATE_LIB_OK", "KMP_INIT_AT_FORK",
+                    "PYGAME_HIDE_SUPPORT_PROMPT"}  # set once when pygame is first imported
 
 
 def changed(before: dict, after: dict) -> list[str]:

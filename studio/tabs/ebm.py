@@ -54,6 +54,11 @@ def scores_text(images, dataset: str) -> str:
 
 @friendly
 def samples(checkpoint: str, seed, n, buffer_steps, fresh_steps):
+    with torch.random.fork_rng(devices=[]):  # the chains draw from their own generator; the global RNG is left as it was
+        return _samples(checkpoint, seed, n, buffer_steps, fresh_steps)
+
+
+def _samples(checkpoint: str, seed, n, buffer_steps, fresh_steps):
     """Seeded samples two ways: chains drawn from the replay buffer and run ``buffer_steps`` more steps
     (what the card scores), and chains from fresh uniform noise run ``fresh_steps`` steps, both with the
     checkpoint's own step size, noise and clip."""

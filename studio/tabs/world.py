@@ -590,7 +590,18 @@ def train_memory(name, steps, lr, resume, seed, vision):
 
 @friendly
 def train_controller(name, population, generations, rollouts, episode_steps, use_h, resume, seed, vision, memory):
-    """CMA-ES for C in the real environment, streaming the score per generation."""
+    """CMA-ES for C in the real environment, streaming the score per generation; the global torch and
+    numpy RNGs (which cma and the environment touch) are given back when the run ends."""
+    torch_state, numpy_state = torch.get_rng_state(), np.random.get_state()
+    try:
+        yield from _train_controller(name, population, generations, rollouts, episode_steps, use_h, resume, seed,
+                                     vision, memory)
+    finally:
+        torch.set_rng_state(torch_state)
+        np.random.set_state(numpy_state)
+
+
+def _train_controller(name, population, generations, rollouts, episode_steps, use_h, resume, seed, vision, memory):
     from models.world import controller as C
 
     cfg = C.ControllerConfig(use_h=bool(use_h), population=whole(population, "Population"),
