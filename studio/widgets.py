@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import math
 import re
 import shutil
 import tempfile
@@ -49,6 +50,33 @@ def friendly(fn):
             raise gr.Error(str(e), print_exception=False) from None
 
     return wrapper
+
+
+def _bounds(low, high) -> str:
+    return f" from {low:g} to {high:g}" if low is not None and high is not None else ""
+
+
+def number(value, name: str, low: float | None = None, high: float | None = None) -> float:
+    """A control's value as a finite number (in [low, high] when given), or one clear message."""
+    try:
+        v = math.nan if isinstance(value, bool) else float(value)
+    except (TypeError, ValueError, OverflowError):
+        v = math.nan
+    if not math.isfinite(v) or (low is not None and v < low) or (high is not None and v > high):
+        raise ValueError(f"{name} must be a {'finite ' if low is None else ''}number{_bounds(low, high)}; got {value!r}.")
+    return v
+
+
+def whole(value, name: str, low: int | None = None, high: int | None = None) -> int:
+    """A control's value as a whole number (in [low, high] when given), refusing blanks, fractions, NaN
+    and text with one message: never rounded, so what ran is what the control said."""
+    try:
+        v = math.nan if isinstance(value, bool) else float(value)
+    except (TypeError, ValueError, OverflowError):
+        v = math.nan
+    if not math.isfinite(v) or v != int(v) or (low is not None and v < low) or (high is not None and v > high):
+        raise ValueError(f"{name} must be a whole number{_bounds(low, high)}; got {value!r}.")
+    return int(v)
 
 
 def seed_of(value) -> int:

@@ -20,10 +20,10 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from models.core import data
-from models.core.family import check_range, last, seeded
+from models.core.family import seeded
 from models.density import nade, pixelcnn
 from studio import parts, widgets
-from studio.widgets import friendly
+from studio.widgets import friendly, number, whole
 
 TITLE = "PixelCNN & NADE"
 FAMILIES = ("pixelcnn", "nade")
@@ -71,26 +71,6 @@ def levels_of(family: str, config) -> int:
 def show(images, scale: int = 5) -> np.ndarray:
     images = torch.as_tensor(images)
     return widgets.mosaic(images, min(len(images), 8), pad=1, scale=scale)
-
-
-def whole(value, name: str, low: int, high: int) -> int:
-    """A whole number from a control, refusing blanks, fractions, NaN and text with one message."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = math.nan
-    if not math.isfinite(number) or number != int(number) or not low <= number <= high:
-        raise ValueError(f"{name} must be a whole number from {low} to {high}; got {value!r}.")
-    return int(number)
-
-
-def number(value, name: str, low: float, high: float) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number from {low} to {high}; got {value!r}.") from None
-    check_range(name, v, low, high)
-    return v
 
 
 # --- images in -----------------------------------------------------------------------------------------

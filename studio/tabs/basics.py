@@ -22,7 +22,7 @@ from matplotlib.patches import Ellipse
 from models.core.family import seeded
 from models.density import descent, gaussian, gmm
 from studio import parts, widgets
-from studio.widgets import friendly
+from studio.widgets import friendly, number, whole
 
 TITLE = "Gaussians & EM"
 FAMILY = "gaussians"  # the name in provenance records (not a registry family: nothing is trained)
@@ -40,25 +40,6 @@ SUBSTITUTE = ("The book's own height tables (25,000 Hong Kong children) ship in 
 
 
 # --- checked inputs (every handler validates what the page or a script sends) --------------------
-
-def number(value, name: str, low: float, high: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        try:
-            value = float(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"{name} must be a number; got {value!r}.") from None
-    value = float(value)
-    if not math.isfinite(value) or not low <= value <= high:
-        raise ValueError(f"{name} must be a number from {low:g} to {high:g}; got {value!r}.")
-    return value
-
-
-def whole(value, name: str, low: int, high: int) -> int:
-    v = number(value, name, low, high)
-    if v != int(v):
-        raise ValueError(f"{name} must be a whole number from {low} to {high}; got {value!r}.")
-    return int(v)
-
 
 def choice(value, name: str, options) -> str:
     if not isinstance(value, str) or value not in options:

@@ -20,8 +20,8 @@ from matplotlib.figure import Figure
 from models.core.family import seeded
 from models.energy import ais, deep_boltzmann as deep, rbm
 from studio import parts, widgets
-from studio.tabs.autoregressive import REGIONS, number, region_mask, whole
-from studio.widgets import friendly
+from studio.tabs.autoregressive import REGIONS, region_mask
+from studio.widgets import friendly, number, whole
 
 TITLE = "Boltzmann machines"
 FAMILIES = ("rbm", "dbn", "dbm")

@@ -20,8 +20,7 @@ from models.core import data, evaluate
 from models.core.family import check_range, seeded
 from models.energy import ebm, toy2d
 from studio import parts, widgets
-from studio.tabs.flows import number, whole
-from studio.widgets import friendly
+from studio.widgets import friendly, number, whole
 
 TITLE = "Energy-based"
 FAMILY = "ebm"

@@ -22,7 +22,7 @@ from models.core.family import check_range, last, seeded
 from models.density import flow2d, realnvp
 from studio import parts, widgets
 from studio.tabs.gan_lab import canvas, pixel_to_plane
-from studio.widgets import friendly
+from studio.widgets import friendly, number, whole
 
 TITLE = "RealNVP"
 FAMILY = "realnvp"
@@ -40,18 +40,6 @@ class Session:
 
     lab: flow2d.Lab
     lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-def whole(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or int(value) != value:
-        raise ValueError(f"{name} must be a whole number; got {value!r}.")
-    return int(value)
-
-
-def number(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number; got {value!r}.")
-    return float(value)
 
 
 def new_session(dataset, coupling_layers, neurons_per_layer, hidden_layers, l2_penalty, learning_rate, seed,

@@ -19,7 +19,7 @@ from models.core.family import check_range, last, seeded
 from models.image import gan, vae
 from studio import jobs, parts, widgets
 from studio.jobs import owner_of
-from studio.widgets import friendly
+from studio.widgets import friendly, whole
 
 TITLE = "GAN"
 FAMILY = "gan"
@@ -40,12 +40,6 @@ def loaded(name: str):
 def class_index(config, class_name) -> int | None:
     """The class a control names, checked against the checkpoint's own dataset (None: any class)."""
     return data.chosen_class(config, class_name, ANY_CLASS)
-
-
-def whole(value, name: str) -> int:
-    if value is None or int(value) != value:
-        raise ValueError(f"{name} must be a whole number; got {value!r}.")
-    return int(value)
 
 
 # --- handlers ---

@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 
 from models.image import gan2d
 from studio import parts, widgets
-from studio.widgets import friendly
+from studio.widgets import friendly, whole
 
 TITLE = "GAN Lab"
 CANVAS_PX = 320  # the drawing canvas is CANVAS_PX square and maps linearly onto [-EXTENT, EXTENT]²
@@ -231,12 +231,6 @@ def status(lab, note: str = "") -> str:
     if last:
         bits.append(f"KL {last['kl']:.2f}, JS {last['js']:.3f} nats")
     return ", ".join(bits) + (f". {note}" if note else "")
-
-
-def whole(value, name: str) -> int:
-    if value is None or int(value) != value:
-        raise ValueError(f"{name} must be a whole number; got {value!r}.")
-    return int(value)
 
 
 @friendly

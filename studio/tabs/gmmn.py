@@ -20,8 +20,7 @@ from models.core import evaluate
 from models.core.family import check_range, last, seeded
 from models.image import gmmn
 from studio import parts, widgets
-from studio.tabs.flows import number, whole
-from studio.widgets import friendly
+from studio.widgets import friendly, number, whole
 
 TITLE = "GMMN"
 FAMILY = "gmmn"

@@ -9,8 +9,7 @@ import numpy as np
 from models.core.family import seeded
 from models.image import hvae
 from studio import parts, widgets
-from studio.tabs.flows import whole
-from studio.widgets import friendly
+from studio.widgets import friendly, whole
 
 FAMILY = "hvae"
 

@@ -11,8 +11,7 @@ import gradio as gr
 
 from models.density import likelihood
 from studio import parts, widgets
-from studio.tabs.flows import whole
-from studio.widgets import friendly
+from studio.widgets import friendly, whole
 
 TITLE = "Likelihoods"
 MAX_RECOMPUTE = 10_000

@@ -22,7 +22,7 @@ from models import FAMILIES as REGISTRY
 from models.core.family import seeded
 from models.music import musegan as mg, music_transformer as mt, notes as music
 from studio import parts, widgets
-from studio.widgets import friendly
+from studio.widgets import friendly, whole
 
 TITLE = "Music"
 FAMILIES = ("music_transformer", "music_rnn")  # the transformer and the attention RNN share data, sampler and views
@@ -43,17 +43,6 @@ def family_of(name: str) -> str:
 
 def loaded(name: str):
     return widgets.load(family_of(name), name)
-
-
-def whole(name: str, value, low: int, high: int) -> int:
-    """A slider's or box's value as a whole number in [low, high], or a clear message (never rounded)."""
-    try:
-        ok = float(value) == int(value) and low <= int(value) <= high
-    except (TypeError, ValueError, OverflowError):
-        ok = False
-    if not ok:
-        raise ValueError(f"{name} must be a whole number from {low} to {high}; got {value!r}.")
-    return int(value)
 
 
 def token_label(p: int, d: int) -> str:
@@ -199,7 +188,7 @@ def export(stem: str, midi, record: dict, audio: np.ndarray, score=None, content
 def seed_phrase(source: str, chorale: str, midi_file, length) -> tuple | None:
     if source == FROM_START:
         return None
-    length = whole("Seed phrase length (notes)", length, 1, 64)
+    length = whole(length, "Seed phrase length (notes)", 1, 64)
     if source == FROM_CHORALE:
         if not chorale:
             raise ValueError("Choose a chorale to take the seed phrase from.")
@@ -223,7 +212,7 @@ def generate(checkpoint, start_from=FROM_CHORALE, chorale=FIRST_CHORALE, seed_ph
     from your MIDI file."""
     model, config, _ = loaded(checkpoint)
     seed = widgets.seed_of(seed)
-    notes = whole("Number of notes", notes, 1, MAX_UI_NOTES)
+    notes = whole(notes, "Number of notes", 1, MAX_UI_NOTES)
     if not 20 <= float(tempo) <= 300:
         raise ValueError(f"Tempo must be between 20 and 300 bpm; got {tempo}.")
     prompt = seed_phrase(start_from, chorale, midi_file, seed_phrase_notes)

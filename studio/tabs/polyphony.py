@@ -20,8 +20,8 @@ from matplotlib.figure import Figure
 from models.core.family import seeded
 from models.music import chorales as ch, notes as music, polyphony as poly
 from studio import parts, widgets
-from studio.tabs.music import ENSEMBLES, MIDI_SUFFIXES, VOICE_COLOURS, export, whole
-from studio.widgets import friendly
+from studio.tabs.music import ENSEMBLES, MIDI_SUFFIXES, VOICE_COLOURS, export
+from studio.widgets import friendly, whole
 
 TITLE = "Chorales (4 voices)"
 FAMILIES = ("polyphony",)
@@ -161,8 +161,8 @@ def generate(checkpoint=DEFAULT, start_from=FROM_START, chorale=None, seed_bars=
     needed only when continuing your own four-part MIDI file."""
     model, config, card = loaded(checkpoint)
     seed = widgets.seed_of(seed)
-    bars = whole("Bars to generate", bars, 1, poly.MAX_BARS)
-    seed_bars = whole("Seed bars", seed_bars, 1, 8)
+    bars = whole(bars, "Bars to generate", 1, poly.MAX_BARS)
+    seed_bars = whole(seed_bars, "Seed bars", 1, 8)
     try:
         temperature = float(temperature)
     except (TypeError, ValueError):
@@ -218,7 +218,7 @@ def show_tokens(chorale=None, tokenisation="grid", start_bar=1):
         raise ValueError("Choose a held-out chorale.")
     voices = ch.chorale(chorale)
     n_bars = -(-ch.length_of(voices) // ch.BAR)
-    start_bar = whole("Start bar", start_bar, 1, n_bars)
+    start_bar = whole(start_bar, "Start bar", 1, n_bars)
     tokens = poly.stream(voices, tokenisation)[0]
     grid, events = ch.to_grid(voices), ch.to_events(voices)
     back = ch.decode(tokens, tokenisation)

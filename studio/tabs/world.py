@@ -26,8 +26,7 @@ from models.world import env as E
 from models.world import memory as M
 from models.world import vision as V
 from studio import jobs, parts, widgets
-from studio.tabs.flows import number, whole
-from studio.widgets import friendly
+from studio.widgets import friendly, number, whole
 
 TITLE = "World Models"
 PARTS = ("vision", "memory", "controller")
