@@ -222,7 +222,7 @@ def load(path, families: dict | None = None, device=None):
     Returns ``(model, config, meta)``; the model is in eval mode on ``device`` (CPU by default).
     """
     from models import FAMILIES
-    from models.core.family import make_config
+    from models.core.family import built, make_config
 
     families = families or FAMILIES
     meta = read_meta(path)
@@ -234,8 +234,7 @@ def load(path, families: dict | None = None, device=None):
         config = make_config(fam.config_cls, meta["config"])
     except (ValueError, TypeError, KeyError) as e:
         raise ValueError(f"{Path(path).name} has a config this version cannot use: {e}") from None
-    with torch.random.fork_rng(devices=[]):  # the initial weights are overwritten: leave the global RNG alone
-        model = fam.build(config)
+    model = built(fam.build, config)  # its initial weights are overwritten: the global RNG is left alone
     check_matches(path, model, family)
     try:
         missing, unexpected = safetensors.torch.load_model(model, str(path), strict=False)

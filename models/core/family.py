@@ -147,6 +147,17 @@ def seeded(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
     return torch.Generator(device=device).manual_seed(seed)
 
 
+def built(make: Callable, *args, seed: int | None = None, **kwargs):
+    """``make(*args, **kwargs)`` (a network) with its initial weights drawn from ``seed``, or thrown away
+    when ``seed`` is None (weights about to be loaded). torch's layers initialise from the global RNG, so
+    this runs inside :func:`torch.random.fork_rng`: the global RNG is left exactly as it was, which a
+    server shared by several visitors needs."""
+    with torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(seed)
+        return make(*args, **kwargs)
+
+
 def default_device() -> torch.device:
     """The one place a device is chosen: the accelerator when there is one, else the CPU."""
     if torch.accelerator.is_available():

@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.core.family import Family, check_range, device_of, last
+from models.core.family import Family, built, check_range, last
 from models.text import corpus
 
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<s>", "</s>"  # ids 0–3
@@ -552,9 +552,7 @@ def evaluate(model: Seq2Seq, src, src_ext, ans, tags, tgt_in, tgt, max_examples:
     m = {"val_loss": round(loss, 4), "val_perplexity": round(math.exp(loss), 2),
          "val_accuracy": round(float((p.argmax(-1) == target)[keep].float().mean()), 4)}
     if model.config.task == "questions":
-        with torch.random.fork_rng():  # the untrained reference: the same architecture, fresh weights
-            torch.manual_seed(0)
-            fresh = build(model.config)
+        fresh = built(build, model.config, seed=0)  # the untrained reference: the same architecture
         passages = list(dict.fromkeys(p for p, _, _ in split_questions("test")))[:max_examples]
         m["span_overlap"] = span_overlap(model, passages)
         m["untrained_span_overlap"] = span_overlap(fresh, passages)

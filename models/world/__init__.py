@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from models.core import ASSETS, checkpoint
-from models.core.family import make_config
+from models.core.family import built, make_config
 
 SHIPPED = ASSETS / "checkpoints"
 NAMES = {"vision": "world_vision", "memory": "world_memory", "controller": "world_controller"}
@@ -26,7 +26,6 @@ def save(path, part: str, model, config, **extra) -> Path:
 def load(path, part: str):
     """(model, config, meta) of a World Models checkpoint of ``part`` ("vision", "memory", "controller")."""
     import safetensors.torch
-    import torch
 
     meta = checkpoint.read_meta(path)
     if meta.get("family") != f"world_{part}":
@@ -36,8 +35,7 @@ def load(path, part: str):
         config = make_config(config_cls, meta["config"])
     except (ValueError, TypeError, KeyError) as e:
         raise ValueError(f"{Path(path).name} has a config this version cannot use: {e}") from None
-    with torch.random.fork_rng(devices=[]):
-        model = build(config)
+    model = built(build, config)
     checkpoint.check_matches(path, model, f"world_{part}")
     missing, unexpected = safetensors.torch.load_model(model, str(path), strict=False)
     if missing or unexpected:

@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from models.core import data
-from models.core.family import seeded
+from models.core.family import built, seeded
 from models.density import nade, pixelcnn
 from studio import parts, widgets
 from studio.widgets import friendly, number, whole
@@ -233,9 +233,7 @@ def score(checkpoint: str, source: str, index, sketch):
 def untrained(arch: str):
     """A fixed-seed untrained stack of the book's depth: its receptive field is the masks' doing."""
     config = pixelcnn.FAMILY.config("tiny", arch=arch, filters=16, layers=RF_LAYERS, levels=2)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        return pixelcnn.build(config).eval()
+    return built(pixelcnn.build, config, seed=0).eval()
 
 
 def click_picture(checkpoint: str, index=0):

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from models.core.family import seeded
+from models.core.family import built, seeded
 from models.energy import ais, deep_boltzmann as deep, rbm
 from studio import parts, widgets
 from studio.tabs.autoregressive import REGIONS, region_mask
@@ -228,9 +228,7 @@ def add_layer(dbn_checkpoint: str, hidden, steps, method: str, k, seed, n, state
         raise ValueError(f"Method must be one of {', '.join(rbm.METHODS)}; got {method!r}.")
     base = state["model"] if isinstance(state, dict) and state.get("from") == dbn_checkpoint else model
     generator = seeded(seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)  # the new layer's initial weights, inside a fork: the global RNG is left alone
-        grown = deep.add_layer(base, hidden, chains=100)
+    grown = built(deep.add_layer, base, hidden, chains=100, seed=seed)  # the new layer's initial weights
     settings = deep.DBNConfig(layers=grown.sizes[1:], method=method, k=k, lr=0.01, batch_size=100, steps=steps)
     x = rbm.data(config, "train")[0][0][:10_000]
     t0, m = time.time(), {}

@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from models.core import ASSETS, RUNS, checkpoint
-from models.core.family import check_range, seeded
+from models.core.family import built, check_range, seeded
 from models.world import SHIPPED, load
 from models.world import env as E
 from models.world import memory as M
@@ -496,9 +496,7 @@ def train_vision(name, steps, lr, resume, seed):
         else:
             cfg = V.VisionConfig(channels=(16, 32, 64, 128), lr=rate)
             cfg.validate()
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(widgets.seed_of(seed))
-                model = V.build(cfg)
+            model = built(V.build, cfg, seed=widgets.seed_of(seed))
             history = []
         cfg.lr = rate
         cfg.validate()
@@ -546,9 +544,7 @@ def train_memory(name, steps, lr, resume, seed, vision):
             raise ValueError(f"No M run of yours named {name!r} to resume.")
         else:
             cfg = M.MemoryConfig(latent_dim=vis.latent_dim, lr=rate)
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(widgets.seed_of(seed))
-                model = M.build(cfg)
+            model = built(M.build, cfg, seed=widgets.seed_of(seed))
             history = []
         if cfg.latent_dim != vis.latent_dim:
             raise ValueError(f"This M reads {cfg.latent_dim}-d codes but V makes {vis.latent_dim}-d ones.")
