@@ -72,3 +72,10 @@ def test_without_gymnasium_the_tab_says_how_to_install_and_the_rest_works(monkey
     assert "no real side" in caption and strip.shape[0] == 128
     from studio.tabs import vae as vae_tab  # another tab's handler still works
     assert vae_tab is not None and tab.encode_frame({}, 0, "world_vision")[1].startswith("Encoded shipped frame")
+
+
+def test_training_status_gives_the_time_left_at_the_speed_so_far():
+    import time
+
+    assert tab.left(time.time() - 10, 1, 3) in (", about 20 s left", ", about 21 s left")
+    assert tab.left(time.time(), 0, 3) == "" and tab.left(time.time() - 5, 3, 3) == ""

@@ -471,6 +471,11 @@ def _rollouts(name: str):
         return f["frames"], f["actions"], f["episodes"]
 
 
+def left(t0: float, done: int, total: int) -> str:
+    """", about 2 min 10 s left" at the speed so far (the World runs stream their own status)."""
+    return f", about {jobs.clock((time.time() - t0) / done * (total - done))} left" if 0 < done < total else ""
+
+
 def _save_user(path: Path, part: str, model, config, history, **extra):
     from models.world import save
 
@@ -516,7 +521,8 @@ def train_vision(name, steps, lr, resume, seed):
                 history.append({"step": start + i + 1, **{k: v.item() for k, v in m.items()}})
                 if (i + 1) % 5 == 0 or i == n - 1:
                     yield (f"V step {start + i + 1} ({i + 1}/{n}), loss {m['loss'].item():.1f}, "
-                           f"{(i + 1) * cfg.batch_size / (time.time() - t0):.0f} frames/s"), curve_plot(history, ["loss", "kl"])
+                           f"{(i + 1) * cfg.batch_size / (time.time() - t0):.0f} frames/s{left(t0, i + 1, n)}",
+                           curve_plot(history, ["loss", "kl"]))
         finally:
             model.eval()
             _save_user(path, "vision", model, cfg, history)
@@ -563,6 +569,7 @@ def train_memory(name, steps, lr, resume, seed, vision):
         a = torch.from_numpy(actions).float()
         start = history[-1]["step"] if history else 0
         model.train()
+        t0 = time.time()
         try:
             for i in range(n):
                 pick = starts[torch.randint(len(starts), (cfg.batch_size,), generator=g)]
@@ -574,7 +581,8 @@ def train_memory(name, steps, lr, resume, seed, vision):
                 opt.step()
                 history.append({"step": start + i + 1, "nll": m["loss"].item()})
                 if (i + 1) % 2 == 0 or i == n - 1:
-                    yield f"M step {start + i + 1} ({i + 1}/{n}), NLL {m['loss'].item():.3f} nats per dimension", curve_plot(history, ["nll"])
+                    yield (f"M step {start + i + 1} ({i + 1}/{n}), NLL {m['loss'].item():.3f} nats per dimension"
+                           f"{left(t0, i + 1, n)}", curve_plot(history, ["nll"]))
         finally:
             model.eval()
             _save_user(path, "memory", model, cfg, history)
@@ -623,11 +631,13 @@ def _train_controller(name, population, generations, rollouts, episode_steps, us
             model, history = C.build(cfg), []
         start = history[-1]["generation"] if history else 0
         yield f"CMA-ES from generation {start}: {cfg.population} candidates × {cfg.rollouts} tracks per generation…", None
+        t0 = time.time()
         try:
             for gen in C.cma_search(model, vis, mem, cfg, seed=widgets.seed_of(seed) % 1000, start_generation=start):
                 history.append({"step": gen.generation, "generation": gen.generation, "best": gen.best, "mean": gen.mean})
                 _save_user(path, "controller", model, cfg, history)
-                yield (f"Generation {gen.generation}: best {gen.best:.1f}, mean {gen.mean:.1f} ({gen.seconds:.0f} s)",
+                yield (f"Generation {gen.generation}: best {gen.best:.1f}, mean {gen.mean:.1f} ({gen.seconds:.0f} s"
+                       f"{left(t0, gen.generation - start, cfg.generations)})",
                        curve_plot(history, ["best", "mean"]))
         finally:
             _save_user(path, "controller", model, cfg, history)
