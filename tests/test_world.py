@@ -129,6 +129,17 @@ def test_controller_clearly_beats_random_on_the_fixed_tracks():
     assert m["tracks"] == list(E.EVAL_SEEDS) and len(m["scores"]) == 10
     assert m["random_mean"] < 0
     assert m["mean_score"] > m["random_mean"] + 150 and m["mean_score"] > m["full_gas_mean"] + 150
+    assert m["mean_score"] >= 300  # the issue's bar: a controller that clearly drives
+
+
+@needs_env
+def test_the_card_score_of_a_track_is_what_driving_it_again_gives():
+    """The card is not a record of a lucky run: the first fixed track, driven again in full, scores the same."""
+    vis, _, _ = load(SHIPPED / "world_vision.safetensors", "vision")
+    ctl, _, _ = load(SHIPPED / "world_controller.safetensors", "controller")
+    m = card("world_controller")["metrics"]
+    again = E.scores(lambda s: C.Driver(ctl, vis), seeds=E.EVAL_SEEDS[:1])[0]
+    assert again == pytest.approx(m["scores"][0], abs=1e-3)
 
 
 @needs_env

@@ -72,6 +72,7 @@ OMP_NUM_THREADS=1 python -m models.train nade --preset cpu --name nade_mnist --s
 # least-squares start from the lane keeper, CMA-ES 20 generations of population 8 (about 28 min, stopped by
 # --deadline), then scored on 10 full episodes of tracks 1000-1009 (10 min): mean 290 vs random -34, full gas -19.
 OMP_NUM_THREADS=1 python -m models.world.pipeline all --deadline HH:MM
+OMP_NUM_THREADS=1 python -m models.world.pipeline refine --deadline HH:MM   # C: CMA-ES on full episodes, 13 generations here (about 35 min of one thread)
 # Four-voice chorales (the Chorales (4 voices) tab): 2 blocks × 4 heads, embedding 128, window 192 tokens, batch 16,
 # transposed ±3, 1,200 steps each on one CPU thread of a very busy 2-core machine (grid: 24 minutes). The cards were
 # then re-scored at the page's temperature 0.8 (16 samples of 8 bars beside Bach's 33 held-out chorales).

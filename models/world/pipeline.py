@@ -1,11 +1,12 @@
 """The World Models pipeline on one CPU thread, each stage resumable:
 
-    python -m models.world.pipeline collect | vision | memory | controller | all [--deadline HH:MM]
+    python -m models.world.pipeline collect | vision | memory | controller | refine | all [--deadline HH:MM]
 
 collect: random and lane-keeping rollouts -> runs/world/rollouts.npz; vision: V on their frames;
 memory: encode every frame with V, then M on the codes; controller: C fitted to the lane keeper's
 actions, then CMA-ES in the real environment until the deadline, then scored on full episodes of
-the 10 fixed tracks beside a random policy and full gas. Shipped checkpoints and cards go to
+the 10 fixed tracks beside a random policy and full gas; refine: CMA-ES continued from the shipped C on
+full episodes, choosing by validation tracks (see :func:`refine_controller`). Shipped checkpoints and cards go to
 assets/checkpoints/world_*.{safetensors,json}.
 """
 from __future__ import annotations
@@ -259,10 +260,11 @@ def refine_controller(deadline: str | None, seed=1, population=12, rollouts=2, s
         t, meta = checkpoint.load_tensors(work)
         C.set_vector(model, t["x"].numpy())
         best_x, best, start, t_search, history = t["best"].numpy(), meta["best"], meta["generation"], meta["seconds"], meta["history"]
+        kept = meta.get("kept", start)
         log(f"resuming the refinement at generation {start} (best on the validation tracks {best:.1f})")
     else:
         history, start, t_search = list(old_meta.get("history", [])), len(old_meta.get("history", [])), 0.0
-        best_x, best = C.get_vector(model), valid(model)
+        best_x, best, kept = C.get_vector(model), valid(model), start
         log(f"shipped C on the validation tracks: {best:.1f}")
     first = start
     for gen in C.cma_search(model, vision, memory, cfg, seed=seed, env=env, start_generation=start,
@@ -272,13 +274,15 @@ def refine_controller(deadline: str | None, seed=1, population=12, rollouts=2, s
         if (gen.generation - first) % check_every == 0:
             entry["valid"] = v = valid(model)
             if v > best:
-                best_x, best = C.get_vector(model), v
+                best_x, best, kept = C.get_vector(model), v, gen.generation
         history.append(entry)
         checkpoint.save_tensors(work, {"x": torch.from_numpy(C.get_vector(model)), "best": torch.from_numpy(best_x)},
-                                history=history, generation=gen.generation, seconds=t_search, best=best)
+                                history=history, generation=gen.generation, seconds=t_search, best=best, kept=kept)
         log(f"C generation {gen.generation}: best {gen.best:.1f} mean {gen.mean:.1f} "
             f"valid {entry.get('valid', float('nan')):.1f} (kept {best:.1f}) ({gen.seconds:.0f} s)")
     C.set_vector(model, best_x)
+    history = history[:kept]  # the shipped C is the search mean after generation ``kept``
+    cfg.generations = kept - len(old_meta.get("history", []))
     metrics = score_card(model, vision, memory, env)
     env.close()
     old_card = json.loads((SHIPPED / f"{NAMES['controller']}.json").read_text())
