@@ -117,9 +117,9 @@ def test_a_single_voice_midi_is_refused_with_a_clear_message(tmp_path):
         ch.read_midi(path)
 
 
-# the issue's bar is 5 points of Bach's in-key rate; the events model reached 6.2 in its CPU time (87.0% vs 93.2%)
-@pytest.mark.parametrize("name, points", [("chorales_grid", 0.05), ("chorales_events", 0.07)])
-def test_shipped_checkpoints_write_four_parts_in_key_like_bach(name, points, tmp_path):
+@pytest.mark.parametrize("name", ["chorales_grid", "chorales_events"])
+def test_shipped_checkpoints_write_four_parts_in_key_like_bach(name, tmp_path, points=0.05):
+    """The issue's bar: the card's samples (64 pieces) within 5 points of Bach's in-key rate."""
     from music21 import converter
 
     path = SHIPPED / f"{name}.safetensors"
