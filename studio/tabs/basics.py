@@ -35,7 +35,7 @@ COLOURS = np.array([[31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40]
                     [140, 86, 75], [227, 119, 194], [127, 127, 127], [188, 189, 34], [23, 190, 207]]) / 255
 FRAME_S = 0.5  # "Run to convergence" streams a frame at most this often
 NO_CSV = {"csv_file": None}  # the API's value for "no upload" (the page's default)
-SUBSTITUTE = ("The book's own height tables (25,000 Hong Kong children) ship in no installable package, "
+DATA_NOTE = ("**Data.** The book's own height tables (25,000 Hong Kong children) ship in no installable package, "
               "so Galton's 1886 family heights stand in for them; Old Faithful is the book's GMM data.")
 
 
@@ -513,7 +513,8 @@ def em_sample(session, data, csv_file, seed, k, init, samples, sample_seed):
 def build(page: parts.Page):
     gr.Markdown("The building blocks of the book's generative models (*Deep Learning from Scratch 5*, ch. 1–6): "
                 "the normal distribution, the multivariate normal and its maximum-likelihood fit, gradient descent "
-                "with autograd, and a Gaussian mixture fitted by EM, step by step. " + SUBSTITUTE)
+                "with autograd, and a Gaussian mixture fitted by EM, step by step.")
+    gr.Markdown(DATA_NOTE)
     with gr.Row():
         csv_file = gr.File(label="Your data: a CSV of two numeric columns (optional header row); choose "
                                  f"“{YOUR_CSV}” below", file_types=[".csv", ".txt"], type="filepath", height=90,

@@ -24,6 +24,8 @@ from studio import parts, widgets
 from studio.widgets import friendly
 
 TITLE = "Diffusion"
+DATA_NOTE = ("**Data.** Deep Learning from Scratch 5 trains on MNIST, as here; Foster's DDPM learns Oxford 102 "
+             "Flowers at 64×64, which ships offline nowhere, so Fashion-MNIST at 28×28 is the second data set.")
 FAMILY = "diffusion"
 MAX_SAMPLES = 16
 ANY_CLASS = "any (unconditional)"
@@ -295,6 +297,7 @@ def build(page: parts.Page):
                 "x_t = √ᾱ_t·x₀ + √(1−ᾱ_t)·ε; a U-Net learns to predict ε, and sampling walks back from pure noise. "
                 "DDIM takes fewer, larger steps (η = 0 is deterministic); classifier-free guidance pushes "
                 "samples towards a class. (Deep Learning from Scratch 5 ch. 10, Foster ch. 8.)")
+    gr.Markdown(DATA_NOTE)
     header = parts.checkpoint_header(page, FAMILY, "diffusion_mnist_cond", "diffusion")
     ckpt = header.dropdown
     run = parts.visitor_state()

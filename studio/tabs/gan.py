@@ -22,6 +22,8 @@ from studio.jobs import owner_of
 from studio.widgets import friendly, whole
 
 TITLE = "GAN"
+DATA_NOTE = ("**Data.** Chollet's DCGAN learns CelebA faces and Foster's LEGO bricks (2nd ed.) or Quick, Draw! "
+             "camels (1st ed.); none ships offline, so MNIST and Fashion-MNIST stand in.")
 FAMILY = "gan"
 ANY_CLASS = "any (random)"
 # every dataset's classes, so an API caller can ask for "7" (or "Sneaker") without loading the page;
@@ -232,6 +234,7 @@ def build(page: parts.Page):
                 "real ones, and each learns from the other. Nothing ties G to the data but D's gradients, so "
                 "training can collapse or oscillate: watch the losses, gradient norms and diversity as it "
                 "trains. (Chollet ch. 12, Foster ch. 4, Goodfellow ch. 20.)")
+    gr.Markdown(DATA_NOTE)
     header = parts.checkpoint_header(page, FAMILY, "gan_mnist", "gan")
     ckpt = header.dropdown
     frames = parts.visitor_state([])

@@ -33,6 +33,9 @@ from studio import parts, widgets
 from studio.widgets import friendly
 
 TITLE = "Paint"
+DATA_NOTE = ("**Data.** Foster's CycleGAN translates apples ↔ oranges and Monet ↔ photos; those sets do not "
+             "ship offline, so here domain A is MNIST digits and B other digits blended onto patches of the "
+             "bundled photos (MNIST-M style).")
 IMAGES = Path(__file__).resolve().parent.parent.parent / "assets" / "images"
 SAMPLES = Path(tempfile.gettempdir()) / "gdl-studio-samples"
 OPTIMIZERS = {"L-BFGS": "lbfgs", "Adam": "adam"}
@@ -553,9 +556,9 @@ def build(page: parts.Page):
             d_saved = parts.visitor_state([])
 
         with gr.Accordion("CycleGAN", open=True):
+            gr.Markdown(DATA_NOTE)
             gr.Markdown("CycleGAN (Foster ch. 5) learns to translate between two domains with **no paired "
-                        "examples**: A = plain MNIST digits, B = other digits blended onto patches of the bundled "
-                        "photos (MNIST-M style). Generators G_AB and G_BA are small ResNets; PatchGAN "
+                        "examples**. Generators G_AB and G_BA are small ResNets; PatchGAN "
                         "discriminators D_A and D_B judge each patch. The generators minimise validation "
                         "(fool D) + reconstruction (A→B→A gives A back) + identity (leave own-domain images alone).")
             header = parts.checkpoint_header(page, CYCLE, "cyclegan_mnist", "paint-cyclegan")

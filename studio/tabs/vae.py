@@ -24,6 +24,9 @@ from studio.tabs import hvae as hierarchical
 from studio.widgets import friendly
 
 TITLE = "VAE"
+DATA_NOTE = ("**Data.** Chollet's VAE learns MNIST and Foster's first one Fashion-MNIST, as here; Foster's face VAE "
+             "learns CelebA, which no installable package ships, so its attribute vectors (a smile added to a "
+             "face) become vectors between digits or garments.")
 FAMILY = "vae"
 N_SLIDERS = 8  # sliders for the first latent dims; the map shows the first two
 MAP_POINTS = 5000  # encoded test images on the latent map
@@ -267,6 +270,7 @@ def build(page: parts.Page):
     gr.Markdown("A variational autoencoder learns an encoder q(z|x) and a decoder p(x|z) by maximising the "
                 "ELBO: reconstruction − β·KL(q(z|x) ‖ N(0, I)). The KL term packs codes around the origin, "
                 "so any nearby point decodes to something plausible. (Chollet ch. 12, Foster ch. 3.)")
+    gr.Markdown(DATA_NOTE)
     header = parts.checkpoint_header(page, FAMILY, "vae_mnist", "vae")
     ckpt = header.dropdown
     with gr.Column():  # sections, not nested tabs: every view is one scroll away
