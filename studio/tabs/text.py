@@ -42,6 +42,7 @@ SIZES = {  # what "size" means for each family in the Train section
 STATE_TOKENS = 1500  # tokens the recurrent-state view reads at most
 HEAT_TOKENS = 120  # the heatmap draws the first ones read (labels stay legible)
 SHOWN_UNITS = 6  # units drawn at most
+RECURRENT_EXAMPLE = "lstm_hamlet"  # the state view of an API caller's bare call: Hamlet, character level
 
 
 # --- checkpoints ---
@@ -348,36 +349,34 @@ def parse_units(units, hidden: int) -> list[int]:
     return list(dict.fromkeys(chosen))
 
 
-def state_html(pieces: list[str], acts: np.ndarray, units: list[int], scale: float) -> str:
+def state_html(pieces: list[str], shown: np.ndarray, raw: np.ndarray, units: list[int]) -> str:
     """The text once per unit, each token's background red (positive) or blue (negative) by the
-    unit's activation after reading it (Karpathy et al. 2015's pictures)."""
+    unit's activation after reading it (Karpathy et al. 2015's pictures); ``shown`` (T, U) is in [-1, 1],
+    ``raw`` holds the values themselves (shown on hover)."""
     blocks = []
-    for u in units:
+    for j, u in enumerate(units):
         spans = []
-        for piece, v in zip(pieces, acts[:, u] / scale):
+        for piece, v, r in zip(pieces, shown[:, j], raw[:, j]):
             rgb = "220,50,40" if v > 0 else "40,90,220"
-            shown = html.escape(piece).replace("\n", "⏎\n")
-            spans.append(f'<span title="{v * scale:+.2f}" style="background:rgba({rgb},{min(abs(v), 1):.2f})">'
-                         f"{shown}</span>")
+            text = html.escape(piece).replace("\n", "⏎\n")
+            spans.append(f'<span title="{r:+.2f}" style="background:rgba({rgb},{min(abs(v), 1):.2f})">{text}</span>')
         blocks.append(f"<p><b>unit {u}</b></p><div style='white-space:pre-wrap;font-family:monospace;"
                       f"line-height:1.5;border:1px solid #ddd;padding:6px'>{''.join(spans)}</div>")
     return "\n".join(blocks)
 
 
-def state_figure(pieces: list[str], acts: np.ndarray, units: list[int], kind: str, layer: int, scale: float):
-    """Heatmap: the chosen units (rows) over the first tokens read (columns)."""
+def state_figure(pieces: list[str], shown: np.ndarray, units: list[int], what: str, title: str):
+    """Heatmap: the chosen units (rows) over the first tokens read (columns); ``shown`` (T, U) in [-1, 1]."""
     n = min(len(pieces), HEAT_TOKENS)
     fig = Figure(figsize=(min(16, 2.5 + 0.13 * n), 1.6 + 0.45 * len(units)), dpi=90, layout="constrained")
     ax = fig.add_subplot()
-    im = ax.imshow(acts[:n, units].T, cmap="RdBu_r", vmin=-scale, vmax=scale, aspect="auto",
-                   interpolation="nearest")
+    im = ax.imshow(shown[:n].T, cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto", interpolation="nearest")
     ax.set_xticks(range(n), [show(p.strip(" ") or p) for p in pieces[:n]], rotation=90, fontsize=7,
                   fontfamily="monospace")
     ax.set_yticks(range(len(units)), [f"unit {u}" for u in units], fontsize=8)
     ax.set_xlabel("token read (the state after it)")
-    ax.set_title(f"{kind}, layer {layer}: activation per step" + (f" (first {n} of {len(pieces)} tokens)"
-                                                                  if n < len(pieces) else ""), fontsize=9)
-    fig.colorbar(im, ax=ax, label=kind, fraction=0.03, pad=0.01)
+    ax.set_title(title + (f" (first {n} of {len(pieces)} tokens)" if n < len(pieces) else ""), fontsize=9)
+    fig.colorbar(im, ax=ax, label=what, fraction=0.03, pad=0.01)
     return widgets.figure_to_array(fig)
 
 
@@ -389,7 +388,7 @@ def recurrent_view(checkpoint, generated_text, text, layer, kind, units):
     model, config, _ = loaded(checkpoint)
     if family_of(checkpoint) != "lstm":
         raise ValueError("The recurrent state view is for recurrent models (LSTM / GRU checkpoints such as "
-                         "lstm_reviews): a transformer carries no state from token to token; its Attention "
+                         "lstm_hamlet or lstm_reviews): a transformer carries no state from token to token; its Attention "
                          "section shows what it reads instead.")
     layer = int(layer)
     if not 1 <= layer <= config.layers:
@@ -420,14 +419,20 @@ def recurrent_view(checkpoint, generated_text, text, layer, kind, units):
     for name, found in top.items():
         rows += [[name, u, round(r, 3)] for u, r in found] or [[name, None, None]]
     chosen = chosen or list(dict.fromkeys(found[0][0] for found in top.values() if found))[:SHOWN_UNITS]
-    scale = 1.0 if kind == "h" else float(max(np.abs(acts[:, chosen]).max(), 1e-6))  # h = o·tanh(c) is in (-1, 1)
+    raw = acts[:, chosen]  # (T, units)
+    # h = o·tanh(c) lies in (-1, 1) and is drawn as it is; c is unbounded: each unit over its own largest |c|
+    scale = np.ones(len(chosen)) if kind == "h" else np.maximum(np.abs(raw).max(0), 1e-6)
+    shown = raw / scale
     absent = [name for name, found in top.items() if not found]
     caption = (f"Read {len(pieces):,} tokens{f' (the first {STATE_TOKENS:,})' if cut else ''} with {checkpoint} "
                f"({config.level} level, {config.cell.upper()} {config.hidden}); red = positive, blue = negative"
-               + ("" if kind == "h" else f", scaled to ±{scale:.2f}") + ". Units by |correlation| with each feature"
+               + ("" if kind == "h" else "; c is drawn divided by each unit's largest |c| ("
+                  + ", ".join(f"unit {u}: {v:.2f}" for u, v in zip(chosen, scale)) + ")")
+               + ". The table ranks units by |correlation| with each feature"
                + (f"; not in this text: {', '.join(absent)}" if absent else "") + ".")
-    return (state_figure(pieces, acts, chosen, kind, layer, scale), state_html(pieces, acts, chosen, scale),
-            rows, caption)
+    what = "h" if kind == "h" else "c ÷ the unit's largest |c|"
+    return (state_figure(pieces, shown, chosen, what, f"{kind}, layer {layer}: each unit after every token read"),
+            state_html(pieces, shown, raw, chosen), rows, caption)
 
 
 # --- training ---
@@ -534,7 +539,9 @@ def build(page: parts.Page):
                         "and watch single units: some switch on inside quotes or stage directions, at line "
                         "ends, on speaker names, or count along the line (Karpathy et al. 2015). The table "
                         "ranks units by their correlation with each feature; blank units show the top ones. "
-                        "Text: the box below, else the generated text, else the end of the corpus.")
+                        "Text: the box below, else the generated text, else the end of the corpus. The "
+                        "character-level lstm_hamlet shows the clearest units (word-level models lower-case "
+                        "the text and see no line lengths in characters).")
             r_text = gr.Textbox(value="", label="Text to read (blank: the generated text)", lines=4,
                                 elem_id="text-state-text")
             with gr.Row():
@@ -586,7 +593,8 @@ def build(page: parts.Page):
     page.action(a_btn.click, attention_view, attention_in, attention_out, api_name="text_attention")
     gen.then(attention_after, attention_in, attention_out, api_name=False)
     page.action(r_btn.click, recurrent_view, [ckpt, plain, r_text, r_layer, r_kind, r_units],
-                [r_img, r_html, r_table, r_caption], api_name="text_recurrent_state")
+                [r_img, r_html, r_table, r_caption], api_name="text_recurrent_state",
+                example={"checkpoint": RECURRENT_EXAMPLE})  # the page opens on a GPT, which has no state
     t_upload.upload(friendly(upload_corpus), t_upload, [t_data, t_upload_msg], api_name=False)
     train.wire(page, train_config, [t_family, t_data, t_level, t_size, t_cell, t_layers], ["loss"],
                render=lambda sample: sample, api_prefix="text")
