@@ -40,7 +40,7 @@ SIZES = {  # what "size" means for each family in the Train section
     "lstm": {"small": {"embedding": 64, "hidden": 128}, "medium": {"embedding": 100, "hidden": 256}},
 }
 STATE_TOKENS = 1500  # tokens the recurrent-state view reads at most
-HEAT_TOKENS = 120  # the heatmap draws the first ones read (labels stay legible)
+HEAT_TOKENS = 80  # the heatmap draws the first ones read (labels stay legible)
 SHOWN_UNITS = 6  # units drawn at most
 RECURRENT_EXAMPLE = "lstm_hamlet"  # the state view of an API caller's bare call: Hamlet, character level
 
