@@ -48,11 +48,12 @@ def test_header_lists_both_families_with_cards_from_their_hooks(ckpts):
     shipped = parts.card_of(tab.FAMS, "gpt_hamlet")
     assert "nats per token" in shipped and "perplexity" in shipped and "GPT 4 layers" in shipped
     assert "interrupted" in parts.card_of(tab.FAMS, "tiny_gpt")  # no card yet: the header says so
-    prompt, typed, att, layer, head = tab.select_checkpoint("tiny_gpt")
+    prompt, typed, att, layer, head, _ = tab.select_checkpoint("tiny_gpt")
     assert prompt == typed and prompt.startswith("HAMLET") and att["visible"]
     assert layer["maximum"] == 2 and head["maximum"] == 2  # sliders need maximum > minimum
-    prompt, _, att, _, _ = tab.select_checkpoint("tiny_lstm")
+    prompt, _, att, _, _, state_layer = tab.select_checkpoint("tiny_lstm")
     assert not att["visible"] and prompt == "hamlet to be, or not to be"
+    assert state_layer["maximum"] == 2 and state_layer["value"] == 1  # the recurrent state's layer slider
     assert not hasattr(tab, "card_text") and not hasattr(tab, "choices")
 
 
@@ -227,6 +228,7 @@ def test_api_names_parameters_and_outputs(studio_app):
         "/text_predict": ["checkpoint", "text"],
         "/text_compare": ["checkpoint", "prompt", "length", "top_k", "top_p", "seed", "stop_at_end"],
         "/text_attention": ["checkpoint", "generated_text", "layer", "head", "last_tokens"],
+        "/text_recurrent_state": ["checkpoint", "generated_text", "text", "layer", "kind", "units"],
         "/text_train": ["model", "corpus", "tokens", "size", "cell", "layers", "steps", "batch_size", "lr",
                         "run_name", "checkpoint", "processes"],
         "/text_train_resume": ["run_name", "steps", "checkpoint", "processes"],
@@ -250,3 +252,4 @@ def test_page_defaults_give_results(actions):
     assert plain.startswith(prompt) and len(plain) > len(prompt)
     assert len(actions["text_predict"]("gpt_hamlet", prompt)[0]) == tab.KEYS
     assert "tokens" in actions["text_attention"]("gpt_hamlet", "", 1, 1, 48)[2]
+    assert "Read" in actions["text_recurrent_state"](tab.RECURRENT_EXAMPLE, "", "", 1, "h", "")[3]

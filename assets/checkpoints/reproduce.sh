@@ -39,6 +39,9 @@ python -m models.train gan --preset cpu --set dataset=fashion --set conditional=
 # (embedding 100, LSTM 256, dropout 0.2), word level, 3,000-word vocabulary of the review snippets.
 python -m models.train gpt --preset cpu --set dataset=hamlet --name gpt_hamlet --set steps=2600
 python -m models.train lstm --preset cpu --set dataset=reviews --name lstm_reviews
+# A character LSTM of Hamlet for the Text tab's Recurrent state view (units for line position, speaker
+# names): embedding 32, LSTM 192, 1,500 steps of 100 characters (about 3 minutes on one thread).
+python -m models.train lstm --preset cpu --set dataset=hamlet --set level=char --set embedding=32 --set hidden=192 --set dropout=0.1 --set seq_len=100 --set steps=1500 --set lr=0.003 --name lstm_hamlet
 # MuseGAN (Foster 2nd ed. ch. 11: style/groove/chords/melody latents, temporal networks, one bar
 # generator per voice, WGAN-GP critic) on 2-bar, 4-voice piano rolls of the chorales (cached in
 # assets/data/musegan-chorales.npz; rebuild: python -m models.music.musegan build), cpu preset: 1,500 steps of

@@ -268,6 +268,11 @@ def show_attention(run, layer, head, shown=32):
     return attention_heatmap(run, run["name"], int(layer), head, int(shown))
 
 
+def book_temperatures() -> tuple[float, float]:
+    """Foster 2nd ed. ch. 11's sampling temperatures for the pitch and duration sliders."""
+    return float(mt.BOOK_SAMPLING["note_temperature"]), float(mt.BOOK_SAMPLING["duration_temperature"])
+
+
 @friendly
 def select_checkpoint(checkpoint: str):
     """The attention controls follow the checkpoint's layers, heads and window (the header shows its card)."""
@@ -433,6 +438,8 @@ def build(page: parts.Page):
                 notes = gr.Slider(1, MAX_UI_NOTES, value=64, step=1, label="Notes to generate")
                 t_pitch = gr.Slider(0.0, 2.0, value=1.0, step=0.05, label="Pitch temperature (0 = most likely)")
                 t_dur = gr.Slider(0.0, 2.0, value=0.7, step=0.05, label="Duration temperature")
+                book = gr.Button("Book settings (Foster ch. 11: τ {note_temperature:g} / {duration_temperature:g})"
+                                 .format(**mt.BOOK_SAMPLING), size="sm", elem_id="music-book-temperatures")
                 seed = widgets.seed_box()
             with gr.Row():
                 bpm = gr.Slider(40, 200, value=90, step=1, label="Tempo (quarter notes per minute)")
@@ -514,6 +521,7 @@ def build(page: parts.Page):
                       show_progress_on=[out.caption])
     gen.then(show_attention, *attention_view, api_name=False)
     stop.click(None, None, None, cancels=[gen], api_name=False)
+    book.click(book_temperatures, None, [t_pitch, t_dur], api_name=False)
     for c in (bpm, instrument):
         c.input(rerender, [run, bpm, instrument], audio, api_name=False)
     for c in (layer, head, shown):

@@ -10,6 +10,8 @@ Handlers are plain functions of plain values (tested directly and exposed throug
 """
 from __future__ import annotations
 
+import html
+import re
 import time
 
 import gradio as gr
@@ -18,7 +20,7 @@ from matplotlib.figure import Figure
 
 from models import FAMILIES
 from models.core.family import seeded
-from models.text import corpus, gpt
+from models.text import corpus, gpt, lstm
 from studio import parts, widgets
 from studio.widgets import friendly
 
@@ -37,6 +39,10 @@ SIZES = {  # what "size" means for each family in the Train section
             "medium": {"d_model": 128, "heads": 4, "layers": 4, "ff": 512}},
     "lstm": {"small": {"embedding": 64, "hidden": 128}, "medium": {"embedding": 100, "hidden": 256}},
 }
+STATE_TOKENS = 1500  # tokens the recurrent-state view reads at most
+HEAT_TOKENS = 80  # the heatmap draws the first ones read (labels stay legible)
+SHOWN_UNITS = 6  # units drawn at most
+RECURRENT_EXAMPLE = "lstm_hamlet"  # the state view of an API caller's bare call: Hamlet, character level
 
 
 # --- checkpoints ---
@@ -70,14 +76,15 @@ def select_checkpoint(checkpoint):
     """An example prompt for the corpus (generation and keyboard), and the attention section for
     transformers (the header shows the card)."""
     if not checkpoint:
-        return gr.update(), gr.update(), gr.update(), gr.update(), gr.update()
+        return (gr.update(),) * 6
     _, config, _ = loaded(checkpoint)
     prompt = example_prompt(config.dataset, config.level)
-    if family_of(checkpoint) != "gpt":
-        return prompt, prompt, gr.update(visible=False), gr.update(), gr.update()
     # a slider needs maximum > minimum, so one layer or head still gets a 1–2 slider (2 is refused clearly)
-    return (prompt, prompt, gr.update(visible=True), gr.update(maximum=max(2, config.layers), value=1),
-            gr.update(maximum=max(2, config.heads), value=1))
+    layers = gr.update(maximum=max(2, config.layers), value=1)
+    if family_of(checkpoint) != "gpt":
+        return prompt, prompt, gr.update(visible=False), gr.update(), gr.update(), layers
+    return (prompt, prompt, gr.update(visible=True), layers, gr.update(maximum=max(2, config.heads), value=1),
+            gr.update())
 
 
 # --- generation ---
@@ -315,6 +322,119 @@ def attention_after(checkpoint, generated_text, layer, head, last_tokens):
     return attention_view(checkpoint, generated_text, layer, head, last_tokens)
 
 
+# --- recurrent state ---
+
+def corpus_excerpt(dataset) -> str:
+    """The end of a corpus (its held-out part): blank lines between documents, about 800 characters."""
+    if dataset not in corpus.CORPORA:
+        return ""
+    docs, picked = corpus.documents(dataset), []
+    while sum(len(d) for d in picked) < 600 and len(picked) < len(docs):
+        picked.insert(0, docs[-1 - len(picked)])
+    return "\n\n".join(picked)[-800:].lstrip()
+
+
+def parse_units(units, hidden: int) -> list[int]:
+    """'12, 40' -> [12, 40]; blank -> []."""
+    try:
+        chosen = [int(u) for u in str(units or "").replace(",", " ").split()]
+    except ValueError:
+        raise ValueError(f"Units must be whole numbers from 0 to {hidden - 1}, separated by commas; "
+                         f"got {units!r}.") from None
+    bad = [u for u in chosen if not 0 <= u < hidden]
+    if bad:
+        raise ValueError(f"This model has {hidden} units per layer (0 to {hidden - 1}); {bad} are out of range.")
+    if len(chosen) > SHOWN_UNITS:
+        raise ValueError(f"Pick at most {SHOWN_UNITS} units at a time; got {len(chosen)}.")
+    return list(dict.fromkeys(chosen))
+
+
+def state_html(pieces: list[str], shown: np.ndarray, raw: np.ndarray, units: list[int]) -> str:
+    """The text once per unit, each token's background red (positive) or blue (negative) by the
+    unit's activation after reading it (Karpathy et al. 2015's pictures); ``shown`` (T, U) is in [-1, 1],
+    ``raw`` holds the values themselves (shown on hover)."""
+    blocks = []
+    for j, u in enumerate(units):
+        spans = []
+        for piece, v, r in zip(pieces, shown[:, j], raw[:, j]):
+            rgb = "220,50,40" if v > 0 else "40,90,220"
+            text = html.escape(piece).replace("\n", "⏎\n")
+            spans.append(f'<span title="{r:+.2f}" style="background:rgba({rgb},{min(abs(v), 1):.2f})">{text}</span>')
+        blocks.append(f"<p><b>unit {u}</b></p><div style='white-space:pre-wrap;font-family:monospace;"
+                      f"line-height:1.5;border:1px solid #ddd;padding:6px'>{''.join(spans)}</div>")
+    return "\n".join(blocks)
+
+
+def state_figure(pieces: list[str], shown: np.ndarray, units: list[int], what: str, title: str):
+    """Heatmap: the chosen units (rows) over the first tokens read (columns); ``shown`` (T, U) in [-1, 1]."""
+    n = min(len(pieces), HEAT_TOKENS)
+    fig = Figure(figsize=(min(16, 2.5 + 0.13 * n), 1.6 + 0.45 * len(units)), dpi=90, layout="constrained")
+    ax = fig.add_subplot()
+    im = ax.imshow(shown[:n].T, cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto", interpolation="nearest")
+    ax.set_xticks(range(n), [show(p.strip(" ") or p) for p in pieces[:n]], rotation=90, fontsize=7,
+                  fontfamily="monospace")
+    ax.set_yticks(range(len(units)), [f"unit {u}" for u in units], fontsize=8)
+    ax.set_xlabel("token read (the state after it)")
+    ax.set_title(title + (f" (first {n} of {len(pieces)} tokens)" if n < len(pieces) else ""), fontsize=9)
+    fig.colorbar(im, ax=ax, label=what, fraction=0.03, pad=0.01)
+    return widgets.figure_to_array(fig)
+
+
+@friendly
+def recurrent_view(checkpoint, generated_text, text, layer, kind, units):
+    """Read a text with a recurrent model and show chosen units' h or c at every step, plus the units
+    that correlate most with inside quotes, stage directions, line ends, speaker names and the
+    position in the line. Text: the box, else the generated text, else the end of the corpus."""
+    model, config, _ = loaded(checkpoint)
+    if family_of(checkpoint) != "lstm":
+        raise ValueError("The recurrent state view is for recurrent models (LSTM / GRU checkpoints such as "
+                         "lstm_hamlet or lstm_reviews): a transformer carries no state from token to token; its Attention "
+                         "section shows what it reads instead.")
+    layer = int(layer)
+    if not 1 <= layer <= config.layers:
+        raise ValueError(f"Layer must be from 1 to {config.layers}.")
+    if kind not in ("h", "c"):
+        raise ValueError(f"State must be 'h' or 'c'; got {kind!r}.")
+    if kind == "c" and config.cell != "lstm":
+        raise ValueError("A GRU has no cell state c (its state is h alone): choose h.")
+    chosen = parse_units(units, config.hidden)
+    source = next((t for t in (text, generated_text) if t and t.strip()), "") or corpus_excerpt(config.dataset)
+    if not source.strip():
+        raise ValueError("Paste a text (or generate one) for the model to read.")
+    tok = model.tokenizer
+    ids = [1]  # documents (split at blank lines) between <sep>s, as in training; unknown tokens read as <unk>
+    for doc in re.split(r"\n\s*\n", source.strip()):
+        ids += tok.encode(doc, strict=False) + [1]
+    ids = ids[:-1]
+    cut = len(ids) > STATE_TOKENS + 1
+    ids = ids[:STATE_TOKENS + 1]
+    st = lstm.states(model, ids)
+    acts = (st.h if kind == "h" else st.c)[layer - 1, 1:].cpu().numpy()  # (T, hidden), the <sep> step dropped
+    _, spans = lstm.token_spans(tok, ids)
+    s = tok.decode(ids)
+    pieces = [s[a:b] for a, b in spans[1:]]
+    feats = {k: v[1:] for k, v in lstm.text_features(tok, ids).items()}
+    top = lstm.feature_units(acts, feats, k=3)
+    rows = []
+    for name, found in top.items():
+        rows += [[name, u, round(r, 3)] for u, r in found] or [[name, None, None]]
+    chosen = chosen or list(dict.fromkeys(found[0][0] for found in top.values() if found))[:SHOWN_UNITS]
+    raw = acts[:, chosen]  # (T, units)
+    # h = o·tanh(c) lies in (-1, 1) and is drawn as it is; c is unbounded: each unit over its own largest |c|
+    scale = np.ones(len(chosen)) if kind == "h" else np.maximum(np.abs(raw).max(0), 1e-6)
+    shown = raw / scale
+    absent = [name for name, found in top.items() if not found]
+    caption = (f"Read {len(pieces):,} tokens{f' (the first {STATE_TOKENS:,})' if cut else ''} with {checkpoint} "
+               f"({config.level} level, {config.cell.upper()} {config.hidden}); red = positive, blue = negative"
+               + ("" if kind == "h" else "; c is drawn divided by each unit's largest |c| ("
+                  + ", ".join(f"unit {u}: {v:.2f}" for u, v in zip(chosen, scale)) + ")")
+               + ". The table ranks units by |correlation| with each feature"
+               + (f"; not in this text: {', '.join(absent)}" if absent else "") + ".")
+    what = "h" if kind == "h" else "c ÷ the unit's largest |c|"
+    return (state_figure(pieces, shown, chosen, what, f"{kind}, layer {layer}: each unit after every token read"),
+            state_html(pieces, shown, raw, chosen), rows, caption)
+
+
 # --- training ---
 
 def corpus_choices() -> list[tuple[str, str]]:
@@ -414,6 +534,26 @@ def build(page: parts.Page):
                 a_img = gr.Image(label="One head (rows: query token, columns: key token)", format="png",
                                  interactive=False)
                 a_all = gr.Image(label="All heads (rows: layers, columns: heads)", format="png", interactive=False)
+        with gr.Accordion("Recurrent state (LSTM / GRU)", open=False):
+            gr.Markdown("An LSTM carries a hidden state h and a cell state c from token to token. Read a text "
+                        "and watch single units: some switch on inside quotes or stage directions, at line "
+                        "ends, on speaker names, or count along the line (Karpathy et al. 2015). The table "
+                        "ranks units by their correlation with each feature; blank units show the top ones. "
+                        "Text: the box below, else the generated text, else the end of the corpus. The "
+                        "character-level lstm_hamlet shows the clearest units (word-level models lower-case "
+                        "the text and see no line lengths in characters).")
+            r_text = gr.Textbox(value="", label="Text to read (blank: the generated text)", lines=4,
+                                elem_id="text-state-text")
+            with gr.Row():
+                r_kind = gr.Radio([("hidden state h", "h"), ("cell state c (LSTM)", "c")], value="h", label="State")
+                r_layer = gr.Slider(1, 2, value=1, step=1, label="Layer")
+                r_units = gr.Textbox(value="", label="Units (e.g. 12, 40; blank: the top unit of each feature)")
+                r_btn = gr.Button("Read the state", elem_id="text-state")
+            r_caption = gr.Markdown(label="State note")
+            r_img = gr.Image(label="Units (rows) over the tokens read (columns)", format="png", interactive=False)
+            r_table = gr.Dataframe(headers=["feature", "unit", "correlation r"], label="Top units per feature",
+                                   interactive=False)
+            r_html = gr.HTML(label="The text coloured by each unit")
         with parts.TrainPanel(header, "Train a language model here. On 2 CPU cores a small GPT reads ~5k characters "
                               "a second: after a few hundred steps the words take shape. A sample from a fixed seed "
                               "is printed every 50 steps. Upload a UTF-8 .txt file to train on your own text.",
@@ -433,7 +573,7 @@ def build(page: parts.Page):
                     t_cell = gr.Radio(["lstm", "gru"], value="lstm", label="Cell (LSTM model)")
                     t_layers = gr.Slider(1, 2, value=1, step=1, label="Layers (LSTM model)")
 
-    header.then(select_checkpoint, ckpt, [prompt, typed, att_section, a_layer, a_head])
+    header.then(select_checkpoint, ckpt, [prompt, typed, att_section, a_layer, a_head, r_layer])
     gen = page.action(go.click, generate, [ckpt, prompt, length, temperature, top_k, top_p, greedy, seed, stop],
                       [plain, out, status, dist, run, position, *gen_out.outputs], api_name="text_generate",
                       show_progress_on=[status])
@@ -452,6 +592,9 @@ def build(page: parts.Page):
     attention_in, attention_out = [ckpt, plain, a_layer, a_head, a_window], [a_img, a_all, a_caption]
     page.action(a_btn.click, attention_view, attention_in, attention_out, api_name="text_attention")
     gen.then(attention_after, attention_in, attention_out, api_name=False)
+    page.action(r_btn.click, recurrent_view, [ckpt, plain, r_text, r_layer, r_kind, r_units],
+                [r_img, r_html, r_table, r_caption], api_name="text_recurrent_state",
+                example={"checkpoint": RECURRENT_EXAMPLE})  # the page opens on a GPT, which has no state
     t_upload.upload(friendly(upload_corpus), t_upload, [t_data, t_upload_msg], api_name=False)
     train.wire(page, train_config, [t_family, t_data, t_level, t_size, t_cell, t_layers], ["loss"],
                render=lambda sample: sample, api_prefix="text")
