@@ -25,6 +25,9 @@ from studio import parts, widgets
 from studio.widgets import friendly, whole
 
 TITLE = "Music"
+DATA_NOTE = ("**Data.** Foster's music transformer (2nd ed.) and attention RNN (1st ed.) learn Bach's cello "
+             "suites, which ship in no installable package; the top line of the Bach chorales in music21's corpus "
+             "stands in (MuseGAN's chorales are the book's own data).")
 FAMILIES = ("music_transformer", "music_rnn")  # the transformer and the attention RNN share data, sampler and views
 MODELS = {"Transformer": "music_transformer", "Attention RNN": "music_rnn"}
 DEFAULT = "music_chorales"
@@ -420,6 +423,7 @@ def build(page: parts.Page):
                 "ch. 7) writes melodies one (pitch, duration) pair at a time, trained on the top line of Bach's "
                 "chorales. Each note is drawn from a distribution over 88 pitches and rest, each duration from one "
                 "over sixteenth-note multiples; attention decides which earlier notes matter.")
+    gr.Markdown(DATA_NOTE)
     header = parts.checkpoint_header(page, FAMILIES, DEFAULT, "music")
     ckpt = header.dropdown
     run = parts.visitor_state()
