@@ -39,6 +39,11 @@ python -m models.train gan --preset cpu --set dataset=fashion --set conditional=
 # (embedding 100, LSTM 256, dropout 0.2), word level, 3,000-word vocabulary of the review snippets.
 python -m models.train gpt --preset cpu --set dataset=hamlet --name gpt_hamlet --set steps=2600
 python -m models.train lstm --preset cpu --set dataset=reviews --name lstm_reviews
+# Chollet's review transformer (DLwP ch. 12): one decoder block, word level, vocabulary 15,000, sequences of 100,
+# embedding 256, feed-forward 2048, 2 heads; the review snippets stand in for IMDB. Then its card gets the
+# comparison with lstm_reviews on the same held-out tokens.
+python -m models.train gpt --preset chollet --name gpt_reviews --log-every 50 --checkpoint-every 100
+python -m models.text.compare gpt_reviews lstm_reviews --write
 # MuseGAN (Foster 2nd ed. ch. 11: style/groove/chords/melody latents, temporal networks, one bar
 # generator per voice, WGAN-GP critic) on 2-bar, 4-voice piano rolls of the chorales (cached in
 # assets/data/musegan-chorales.npz; rebuild: python -m models.music.musegan build), cpu preset: 1,500 steps of
