@@ -42,6 +42,11 @@ python -m models.train lstm --preset cpu --set dataset=reviews --name lstm_revie
 # A character LSTM of Hamlet for the Text tab's Recurrent state view (units for line position, speaker
 # names): embedding 32, LSTM 192, 1,500 steps of 100 characters (about 3 minutes on one thread).
 python -m models.train lstm --preset cpu --set dataset=hamlet --set level=char --set embedding=32 --set hidden=192 --set dropout=0.1 --set seq_len=100 --set steps=1500 --set lr=0.003 --name lstm_hamlet
+# Chollet's review transformer (DLwP ch. 12): one decoder block, word level, vocabulary 15,000, sequences of 100,
+# embedding 256, feed-forward 2048, 2 heads; the review snippets stand in for IMDB. Then its card gets the
+# comparison with lstm_reviews on the same held-out tokens.
+python -m models.train gpt --preset chollet --name gpt_reviews --log-every 50 --checkpoint-every 100
+python -m models.text.compare gpt_reviews lstm_reviews --write
 # MuseGAN (Foster 2nd ed. ch. 11: style/groove/chords/melody latents, temporal networks, one bar
 # generator per voice, WGAN-GP critic) on 2-bar, 4-voice piano rolls of the chorales (cached in
 # assets/data/musegan-chorales.npz; rebuild: python -m models.music.musegan build), cpu preset: 1,500 steps of

@@ -528,7 +528,19 @@ def card_lines(m: dict) -> list[str]:
     return [f"Held-out text: loss **{m['val_loss']:.3f} nats per token**, perplexity **{m['val_perplexity']:.1f}** "
             f"(an untrained model: {m['uniform_loss']:.2f} nats, perplexity {math.exp(m['uniform_loss']):,.0f}"
             + (f"; token frequencies alone: {m['unigram_loss']:.2f} nats" if "unigram_loss" in m else "")
-            + f"), next-token accuracy {m['val_accuracy']:.0%}"]
+            + f"), next-token accuracy {m['val_accuracy']:.0%}"] + (
+        [comparison_line(m["comparison"])] if "comparison" in m else [])
+
+
+def comparison_line(c: dict, name: str = "This model") -> str:
+    """A card's comparison with another checkpoint on the same held-out tokens (``models/text/compare.py``):
+    which one beats the other, and by how much."""
+    a, b, other = c["perplexity"], c["other_perplexity"], c["other"]
+    verdict = (f"**{name} beats {other}** by {b - a:.1f} ({(b - a) / b:.0%} lower)" if a < b else
+               f"**{name} does not beat {other}**: its perplexity is {a - b:.1f} higher ({(a - b) / b:.0%})")
+    return (f"{verdict}. Same {c['tokens']:,} held-out tokens in windows of {c['context']}, both scored over the "
+            f"smaller {c['common_vocab']:,}-token vocabulary (probabilities of words outside it pooled into <unk>): "
+            f"perplexity **{a:.1f}** vs **{b:.1f}**")
 
 
 def family(name: str, title: str, config_cls, build, train_step, sample, presets, describe) -> Family:

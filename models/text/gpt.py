@@ -62,6 +62,12 @@ PRESETS = {
     # Foster's GPT (ch. 9): word level, one block, 2 heads, width 256, context 80
     "book": {"level": "word", "max_vocab": 10000, "seq_len": 80, "block": 80, "d_model": 256, "heads": 2,
              "layers": 1, "ff": 256},
+    # Chollet's review generator (DLwP 2nd ed. ch. 12): word level, vocabulary 15,000, sequences of 100,
+    # one decoder block, embedding 256, feed-forward 2048, 2 heads. Departures: Rotten Tomatoes snippets
+    # stand in for IMDB; the family's pre-norm GELU block with a tied output layer replaces his post-norm
+    # ReLU decoder (whose extra cross-attention reads its own input) and separate softmax Dense layer
+    "chollet": {"dataset": "reviews", "level": "word", "max_vocab": 15000, "seq_len": 100, "block": 100,
+                "d_model": 256, "heads": 2, "layers": 1, "ff": 2048, "steps": 550},
     # char level, 4 × 128: ~20 minutes on an idle core (gpt_hamlet: 2,600 steps, 78 min on a busy shared one)
     "cpu": {"batch_size": 16, "dropout": 0.2, "steps": 2000},
     "tiny": {"d_model": 16, "heads": 2, "layers": 1, "ff": 32, "block": 16, "seq_len": 16, "batch_size": 4,

@@ -514,8 +514,10 @@ def build(page: parts.Page):
                 keys = [gr.Button("…", size="sm", min_width=60) for _ in range(KEYS)]
             key_caption = gr.Markdown(label="Keyboard note")
             top = gr.Label(num_top_classes=KEYS, label="Likeliest next tokens (model, τ = 1)")
-        with gr.Accordion("Compare temperatures", open=True):
-            gr.Markdown("The same prompt, seed, top-k and top-p at five temperatures (length and stop from above).")
+        with gr.Accordion("Temperatures side by side", open=True):
+            gr.Markdown("The same prompt, seed, top-k and top-p at five temperatures (length and stop from above): "
+                        "Chollet's ch. 12 demo with the review transformer **gpt_reviews** and the prompt "
+                        "'this movie'.")
             cmp_btn = gr.Button("Compare", elem_id="text-compare")
             with gr.Row():
                 cmp_out = [gr.Textbox(label=f"τ = {t}", lines=8, interactive=False) for t in TEMPERATURES]
