@@ -25,6 +25,9 @@ from studio import parts, widgets
 from studio.widgets import friendly
 
 TITLE = "Text"
+DATA_NOTE = ("**Data.** Foster's LSTMs learn Aesop's fables (1st ed.) and Epicurious recipes (2nd ed.), Chollet's "
+             "review transformer IMDB; none ships offline, so Hamlet, the King James Bible and Rotten Tomatoes "
+             "review snippets stand in.")
 FAMS = ("gpt", "lstm")
 DEFAULT = "gpt_hamlet"
 TOP = 15  # candidates kept per generated position (for the bar charts)
@@ -478,6 +481,7 @@ def build(page: parts.Page):
                 "(low: safe and repetitive; high: adventurous), **top-k** and **top-p** cut off its unlikely "
                 "tail, **greedy** always takes the top token. An LSTM carries a memory state along the text; "
                 "a transformer (GPT) attends to every earlier token at once. (Foster ch. 5 and 9, Chollet ch. 12.)")
+    gr.Markdown(DATA_NOTE)
     header = parts.checkpoint_header(page, FAMS, DEFAULT, "text")
     ckpt = header.dropdown
     run = parts.visitor_state(None)  # the last generation: each position's candidates
