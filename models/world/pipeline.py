@@ -291,7 +291,7 @@ def refine_controller(deadline: str | None, seed=1, population=12, rollouts=2, s
         return path
     save(path, "controller", model, cfg, history=history)
     write_card(NAMES["controller"], {
-        **{k: old_card[k] for k in ("family", "title", "data", "seed")},
+        **{k: old_card[k] for k in ("family", "title", "seed")},
         "data": {**old_card["data"], "refine_tracks": f"seeds {seed * 100_000}, ... ({rollouts} per generation)",
                  "valid_tracks": list(VALID_SEEDS)},
         "config": cfg.__dict__, "steps": len(history), "generations": len(history),
@@ -299,7 +299,8 @@ def refine_controller(deadline: str | None, seed=1, population=12, rollouts=2, s
         "valid_mean": best,
         "command": old_card["command"] + " && OMP_NUM_THREADS=1 python -m models.world.pipeline refine --deadline HH:MM",
         "note": old_card["note"] + (f"; then refined by CMA-ES on full 1,000-frame episodes (population {population}, "
-                                    f"{rollouts} tracks per generation), keeping the search mean that drove the "
+                                    f"{rollouts} tracks per generation), keeping the search mean (after generation "
+                                    f"{kept}, checked every {check_every}) that drove the "
                                     f"validation tracks {VALID_SEEDS[0]}–{VALID_SEEDS[-1]} best")})
     return path
 
