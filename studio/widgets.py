@@ -52,28 +52,30 @@ def friendly(fn):
     return wrapper
 
 
-def _bounds(low, high) -> str:
-    return f" from {low:g} to {high:g}" if low is not None and high is not None else ""
+def _as_float(value) -> float:
+    """A control's value as a float; NaN for what is not a number (booleans, blanks, text)."""
+    try:
+        return math.nan if isinstance(value, bool) else float(value)
+    except (TypeError, ValueError, OverflowError):
+        return math.nan
+
+
+def _bounds(low, high, fmt: str = "") -> str:
+    return f" from {low:{fmt}} to {high:{fmt}}" if low is not None and high is not None else ""
 
 
 def number(value, name: str, low: float | None = None, high: float | None = None) -> float:
     """A control's value as a finite number (in [low, high] when given), or one clear message."""
-    try:
-        v = math.nan if isinstance(value, bool) else float(value)
-    except (TypeError, ValueError, OverflowError):
-        v = math.nan
+    v = _as_float(value)
     if not math.isfinite(v) or (low is not None and v < low) or (high is not None and v > high):
-        raise ValueError(f"{name} must be a {'finite ' if low is None else ''}number{_bounds(low, high)}; got {value!r}.")
+        raise ValueError(f"{name} must be a {'finite ' if low is None else ''}number{_bounds(low, high, 'g')}; got {value!r}.")
     return v
 
 
 def whole(value, name: str, low: int | None = None, high: int | None = None) -> int:
     """A control's value as a whole number (in [low, high] when given), refusing blanks, fractions, NaN
     and text with one message: never rounded, so what ran is what the control said."""
-    try:
-        v = math.nan if isinstance(value, bool) else float(value)
-    except (TypeError, ValueError, OverflowError):
-        v = math.nan
+    v = _as_float(value)
     if not math.isfinite(v) or v != int(v) or (low is not None and v < low) or (high is not None and v > high):
         raise ValueError(f"{name} must be a whole number{_bounds(low, high)}; got {value!r}.")
     return int(v)

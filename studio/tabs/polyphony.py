@@ -332,7 +332,7 @@ def build(page: parts.Page):
             t_roll = gr.Image(label="The chorale's four voices", format="png", interactive=False)
         with parts.TrainPanel(header, "Train a four-voice transformer here on the chorales (the shipped models' "
                               "layout: 2 blocks, embedding 128). On one CPU core a step at batch 16 takes about "
-                              "0.3–1 s; the shipped ones took 1,200 (grid) and 1,650 (events) steps. A sample of two "
+                              "0.3–1 s; the shipped ones took 1,200 (grid) and 4,000 (events) steps. A sample of two "
                               "bars is kept every few steps: Replay training plays them in order.",
                               steps_default=300, batches=(8, 16, 32, 64), batch_default=16, run_name="my_chorales",
                               preview=train_views, elem_id="chorales-train") as train:
