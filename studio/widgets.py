@@ -367,6 +367,20 @@ def calibration_lines(rows: dict | None) -> list[str]:
             + "; ".join(f"{name}: {score_text(r)}" for name, r in rows.items())]
 
 
+def class_score_lines(c: dict | None) -> list[str]:
+    """How often a class-conditional checkpoint draws the class it is asked for, beside the scorer's
+    own figure on real held-out images (nothing for cards without class scores)."""
+    if not c:
+        return []
+    how = ", ".join(f"{k} {v}" for k, v in c.get("sampler", {}).items())
+    real = c.get("real")
+    return [f"Asked for every class in turn (n={c['n']}{'; ' + how if how else ''}): drawn as that class "
+            f"**{c['accuracy']:.1%}**, worst class {c['worst_class']} {c['worst']:.1%}"
+            + (f"; real held-out images: {real['accuracy']:.1%}, worst {real['worst_class']} {real['worst']:.1%}"
+               if real else "")
+            + (f". Those samples: {score_text(c['scores'])}" if c.get("scores") else "")]
+
+
 def card_markdown(card: dict) -> str:
     """A checkpoint's provenance and held-out metrics, for the panel next to its samples."""
     if "error" in card:
@@ -387,6 +401,7 @@ def card_markdown(card: dict) -> str:
         lines.append(f"Samples scored by the project's classifier (n={s['n']}{'; ' + how if how else ''}): "
                      + score_text(s))
         lines += calibration_lines(m.get("calibration"))
+    lines += class_score_lines(m.get("class_scores"))
     if card.get("command"):
         lines.append(f"Reproduce: `{card['command']}`")
     elif card.get("imported"):

@@ -132,6 +132,29 @@ def score(images, dataset: str, model: Classifier | None = None) -> dict:
     return out
 
 
+def class_accuracy(images, labels, dataset: str, model: Classifier | None = None) -> dict:
+    """How often an image asked for class k is classified as k: overall, for each class by name, and
+    the worst class (a conditional generator is only as good as its weakest class)."""
+    model = model or load_classifier(dataset)
+    _, probs = features_and_probs(model, torch.as_tensor(images, dtype=torch.float32))
+    labels = torch.as_tensor(labels).long()
+    hit = probs.argmax(1) == labels
+    names = data.class_names(dataset)
+    per = {names[k]: float(hit[labels == k].double().mean()) for k in range(len(names)) if (labels == k).any()}
+    worst = min(per, key=per.get)
+    return {"accuracy": float(hit.double().mean()), "worst_class": worst, "worst": per[worst],
+            "per_class": per, "n": len(labels)}
+
+
+@functools.lru_cache(maxsize=8)
+def real_class_accuracy(dataset: str, n: int, seed: int = 0) -> dict:
+    """:func:`class_accuracy` of ``n`` real held-out images and their true labels: the scorer's own
+    ceiling, the row a conditional generator's figures are read against."""
+    x, y = data.images(dataset, "test")
+    idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n]
+    return class_accuracy(x[idx], y[idx], dataset)
+
+
 BLUR_SIGMA = 0.7
 
 
@@ -230,8 +253,35 @@ def calibrate_cards(folder: Path = CHECKPOINTS) -> list[str]:
     return changed
 
 
+def rescore_classes(name: str, n: int = 2000, folder: Path = CHECKPOINTS) -> dict:
+    """Add (or refresh) the class scores of a shipped class-conditional image checkpoint's card."""
+    from models import FAMILIES
+    from models.core.train import class_scores
+
+    path = folder / f"{name}.safetensors"
+    model, config, _ = checkpoint.load(path, FAMILIES)
+    family = FAMILIES[checkpoint.read_meta(path)["family"]]
+    card = json.loads(path.with_suffix(".json").read_text())
+    card.setdefault("metrics", {})["class_scores"] = class_scores(family, model.eval(), config.dataset, n)
+    checkpoint.write_json(path.with_suffix(".json"), card)
+    return card["metrics"]["class_scores"]
+
+
 def main(argv=None) -> None:
+    import sys
     from dataclasses import asdict
+
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["classes"]:
+        p = argparse.ArgumentParser(description="Score how often each class is drawn as itself by shipped "
+                                                "class-conditional checkpoints, and write it on their cards.")
+        p.add_argument("names", nargs="+")
+        p.add_argument("--n", type=int, default=2000)
+        a = p.parse_args(argv[1:])
+        for name in a.names:
+            c = rescore_classes(name, a.n)
+            print(name, f"accuracy {c['accuracy']:.3f}, worst {c['worst_class']} {c['worst']:.3f}", c["per_class"])
+        return
 
     p = argparse.ArgumentParser(description="Train and ship the scoring classifier for a dataset, or add "
                                             "calibration rows to the shipped cards (`calibrate`).")

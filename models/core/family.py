@@ -60,6 +60,9 @@ class Family:
     evaluate: Callable[[nn.Module, torch.Tensor, torch.Tensor], dict] | None = None
     presets: dict = field(default_factory=dict)  # name -> dict of overrides
     score_kwargs: dict = field(default_factory=dict)  # sampler controls for the card's sample scores
+    # sampler controls the page opens with for a class-conditional model: the card's class scores
+    # ask for every class in turn with them (e.g. diffusion's guidance w = 3)
+    class_kwargs: dict = field(default_factory=dict)
     data: Callable[[Any, str], tuple[tuple, dict]] | None = None  # default: image dataset config.dataset
     optimizers: Callable[[nn.Module, Any], dict] | None = None  # default: one Adam(lr=config.lr) on "loss"
     preview: Callable[[nn.Module, torch.Generator], Any] | None = None  # default: 16 images

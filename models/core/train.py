@@ -205,6 +205,30 @@ def _optimizers(family: Family, model, config) -> dict:
     return {"adam": torch.optim.Adam(model.parameters(), lr=config.lr)}
 
 
+# settings of how training proceeds, not of what is trained: a resumed run may change them (add EMA,
+# decay the learning rate, reweight the loss) while the architecture and data stay fixed
+RESUMABLE = ("steps", "ema_decay", "lr_decay", "warmup_steps", "min_snr_gamma")
+
+
+def lr_factor(config, step: int) -> float:
+    """The learning-rate multiplier at ``step``: a linear warm-up over ``warmup_steps`` (Goyal et al.
+    2017), then, with ``lr_decay="cosine"``, a half cosine from 1 to 0 at ``steps`` (Loshchilov &
+    Hutter 2017). A pure function of the step, so a resumed run continues the same schedule."""
+    f = 1.0
+    warmup = int(getattr(config, "warmup_steps", 0) or 0)
+    if warmup:
+        f = min(1.0, (step + 1) / warmup)
+    if getattr(config, "lr_decay", "none") == "cosine":
+        f *= 0.5 * (1 + math.cos(math.pi * min(step, config.steps) / config.steps))
+    return f
+
+
+def _set_lr(opts: dict, base: dict, factor: float) -> None:
+    for key, opt in opts.items():
+        for group, lr in zip(opt.param_groups, base[key]):
+            group["lr"] = lr * factor
+
+
 def _forward(family: Family, model, batch, config, opts) -> dict:
     """One step's losses; families with their own optimizers also step them here."""
     if family.optimizers:
@@ -450,13 +474,17 @@ def train(family: Family, config, *, name: str, out: Path = RUNS / "checkpoints"
     if w.size > 1 and device.type == "cuda":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # batch statistics of the global batch
     opts = _optimizers(family, model, config)
+    base_lr = {k: [g["lr"] for g in opt.param_groups] for k, opt in opts.items()}  # before any state loads
+    scheduled = lr_factor(config, 0) != 1.0 or getattr(config, "lr_decay", "none") != "none"
     ema = make_ema(family, model, config)
     if resume:
         if not weights.exists():
             raise ValueError(f"Nothing to resume: no checkpoint named {name!r} in {out}.")
         old, old_config, meta = checkpoint.load(weights, {family.name: family}, device=device)
-        if asdict(replace(old_config, steps=config.steps)) != asdict(config):
-            raise ValueError("Resume needs the same settings as the run it continues (only steps may change).")
+        kept = {k: getattr(config, k) for k in RESUMABLE if hasattr(config, k)}
+        if asdict(replace(old_config, **kept)) != asdict(config):
+            raise ValueError("Resume needs the same settings as the run it continues (only "
+                             f"{', '.join(k for k in RESUMABLE if k in kept)} may change).")
         start, wall_before = meta.get("step", 0), meta.get("wall_time_s", 0.0)
         model.load_state_dict(old.state_dict())  # the checkpoint's weights: the EMA ones when EMA is on
         if ema is not None:
@@ -528,6 +556,8 @@ def train(family: Family, config, *, name: str, out: Path = RUNS / "checkpoints"
             perm_epoch = epoch
         if between_steps is not None:
             between_steps(step)
+        if scheduled:
+            _set_lr(opts, base_lr, lr_factor(config, step))
         idx = perm[i * config.batch_size:(i + 1) * config.batch_size]  # the global batch
         mine = _shard(idx, w) if w.size > 1 else idx
         batch = tuple(t[mine] for t in tensors)
@@ -591,6 +621,19 @@ def train(family: Family, config, *, name: str, out: Path = RUNS / "checkpoints"
                   result_snapshots)
 
 
+def class_scores(family: Family, model, dataset: str, n: int, seed: int = 0) -> dict:
+    """A class-conditional image model asked for every class in turn (0, 1, … 9, 0, …) with the
+    settings its page opens with (``family.class_kwargs``): how often each class is drawn as itself,
+    the same images' quality scores, and the scorer's figures on real held-out images beside them."""
+    from models.core import evaluate
+
+    labels = [i % 10 for i in range(n)]
+    kwargs = {**family.score_kwargs, **family.class_kwargs}
+    samples = last(family.sample(model, n, generator=seeded(seed), labels=labels, **kwargs))
+    return {**evaluate.class_accuracy(samples, labels, dataset), "sampler": kwargs,
+            "scores": evaluate.score(samples, dataset), "real": evaluate.real_class_accuracy(dataset, n)}
+
+
 def make_card(family: Family, model, config, *, name, steps, wall, device, command, seed, score_samples,
               weights_label: str = "raw") -> dict:
     """Held-out metrics and provenance for a finished checkpoint."""
@@ -608,6 +651,8 @@ def make_card(family: Family, model, config, *, name, steps, wall, device, comma
         metrics["calibration"] = evaluate.calibration(config.dataset, len(samples))
         if family.score_kwargs:
             metrics["sample_scores"]["sampler"] = family.score_kwargs
+        if getattr(model, "conditional", False):
+            metrics["class_scores"] = class_scores(family, model, config.dataset, score_samples, seed)
     n_train = len(train_tensors[0])
     return {
         "name": name,

@@ -59,6 +59,7 @@ class GANConfig:
     batch_size: int = 64
     steps: int = 9400  # about 10 epochs of 60k at batch 64
     ema_decay: float = 0.0  # EMA of the generator's weights, sampled from (0 = off; checkpoints written before EMA)
+    lr_decay: str = "none"  # "none" or "cosine": both learning rates fall to 0 at the last step
 
     def __post_init__(self):
         self.g_channels = tuple(int(c) for c in self.g_channels)
@@ -77,6 +78,8 @@ class GANConfig:
             raise ValueError(f"loss must be one of {LOSSES}; got {self.loss!r}.")
         check_range("dropout", self.dropout, 0.0, 0.9)
         check_range("critic steps", self.critic_steps, 1, 20)
+        if self.lr_decay not in ("none", "cosine"):
+            raise ValueError(f"lr_decay must be 'none' or 'cosine'; got {self.lr_decay!r}.")
         check_range("gradient-penalty weight", self.gp_weight, 0.0, 1000.0)
         check_range("label smoothing", self.label_smoothing, 0.0, 0.5)
         check_range("label noise", self.label_noise, 0.0, 0.5)
