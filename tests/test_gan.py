@@ -246,3 +246,26 @@ def test_card_lines_say_what_d_believes():
     (line,) = gan.card_lines({"d_on_real_test": 0.61, "d_on_fake": 0.31})
     assert "0.61 on held-out real images" in line and "0.31 on fakes" in line
     assert gan.card_lines({}) == []
+
+
+@pytest.mark.parametrize("name", ["gan_mnist"])
+def test_shipped_generator_meets_the_quality_bar(name):
+    """Issue 13's bar, on the project's scorer: 1,000 samples asked for each class in turn are no
+    further from the test set (Fréchet distance) than the same number of blurred real images, and
+    every class is drawn as itself at least 85 % of the time; an untrained generator fails both."""
+    path = SHIPPED / f"{name}.safetensors"
+    if not path.exists():
+        pytest.skip(f"{name} is not in this checkout")
+    model, config, _ = checkpoint.load(path)
+    blurred = evaluate.calibration(config.dataset, 1000)[f"blurred real (σ {evaluate.BLUR_SIGMA:g} px)"]
+
+    def bar(m):
+        c = training.class_scores(FAM, m.eval(), config.dataset, 1000)
+        return c["scores"]["frechet_distance"], c["worst"], c
+
+    fd, worst, c = bar(model)
+    assert fd <= 0.9 * blurred["frechet_distance"], (fd, blurred["frechet_distance"])
+    assert worst >= 0.85, c["per_class"]
+    torch.manual_seed(0)
+    fd, worst, _ = bar(gan.build(config))
+    assert fd > blurred["frechet_distance"] and worst < 0.85

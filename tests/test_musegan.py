@@ -32,6 +32,14 @@ def test_cached_phrases_are_four_voices_of_two_bars_in_range():
     assert "chorales" in info["title"].lower()
 
 
+def test_wide_leaps_are_rare_in_bach_and_common_in_noise():
+    (pitch,), _ = mg.data(mg.FAMILY.config("tiny"), "test")
+    assert mg.wide_leaps(pitch.numpy()) < 0.03
+    noise = torch.randint(0, mg.N_PITCHES, pitch.shape, generator=seeded(0)).numpy()
+    assert mg.wide_leaps(noise) > 0.5
+    assert mg.wide_leaps(np.array([[[0, 0, 7, 15, 15, 14]]])) == pytest.approx(1 / 3)  # moves 7, 8, 1
+
+
 def test_a_sample_is_one_note_per_voice_per_step(tiny):
     roll = last(mg.sample(tiny, 3, seeded(0)))
     assert roll.shape == (3, 4, 32, mg.N_PITCHES)
