@@ -111,6 +111,8 @@ def test_bad_schedule_settings_are_refused():
         DIFFUSION.config("tiny", min_snr_gamma=-1.0)
     with pytest.raises(ValueError, match="lr_decay must be"):
         GAN.config("tiny", lr_decay="linear")
+    with pytest.raises(ValueError, match="lr_decay must be"):
+        FAMILIES["musegan"].config("tiny", lr_decay="cosin")
 
 
 def test_class_accuracy_is_high_for_real_labels_and_chance_for_shuffled_ones():

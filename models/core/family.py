@@ -133,6 +133,14 @@ def check_range(name: str, value, low, high) -> None:
         raise ValueError(f"{name} must be between {low} and {high}; got {value}.")
 
 
+LR_DECAYS = ("none", "cosine")  # the shared loop's learning-rate schedules (models.core.train.lr_factor)
+
+
+def check_lr_decay(value: str) -> None:
+    if value not in LR_DECAYS:
+        raise ValueError(f"lr_decay must be one of {', '.join(map(repr, LR_DECAYS))}; got {value!r}.")
+
+
 def last(samples: Iterator):
     """Drain a progressive sampler and return its final (best) result."""
     result = None

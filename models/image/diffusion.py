@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.core.family import Family, check_range, device_of
+from models.core.family import Family, check_lr_decay, check_range, device_of
 
 CLASSES = 10
 
@@ -66,8 +66,7 @@ class DiffusionConfig:
         check_range("EMA decay", self.ema_decay, 0.0, 0.9999)
         check_range("min-SNR γ", self.min_snr_gamma, 0.0, 1000.0)
         check_range("warm-up steps", self.warmup_steps, 0, 10_000_000)
-        if self.lr_decay not in ("none", "cosine"):
-            raise ValueError(f"lr_decay must be 'none' or 'cosine'; got {self.lr_decay!r}.")
+        check_lr_decay(self.lr_decay)
 
 
 PRESETS = {

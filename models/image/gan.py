@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.core.family import Family, check_range, device_of, seeded
+from models.core.family import Family, check_lr_decay, check_range, device_of, seeded
 from models.image import vae
 
 CLASSES = 10
@@ -78,8 +78,7 @@ class GANConfig:
             raise ValueError(f"loss must be one of {LOSSES}; got {self.loss!r}.")
         check_range("dropout", self.dropout, 0.0, 0.9)
         check_range("critic steps", self.critic_steps, 1, 20)
-        if self.lr_decay not in ("none", "cosine"):
-            raise ValueError(f"lr_decay must be 'none' or 'cosine'; got {self.lr_decay!r}.")
+        check_lr_decay(self.lr_decay)
         check_range("gradient-penalty weight", self.gp_weight, 0.0, 1000.0)
         check_range("label smoothing", self.label_smoothing, 0.0, 0.5)
         check_range("label noise", self.label_noise, 0.0, 0.5)

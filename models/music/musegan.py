@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from models.core import ASSETS
-from models.core.family import Family, check_range, device_of, seeded
+from models.core.family import Family, check_lr_decay, check_range, device_of, seeded
 from models.music import notes as music
 
 CACHE = ASSETS / "data" / "musegan-chorales.npz"
@@ -65,8 +65,10 @@ class MuseGANConfig:
     batch_size: int = 64
     steps: int = 6000
     ema_decay: float = 0.0  # EMA of the generator's weights, sampled from (0 = off; checkpoints written before EMA)
+    lr_decay: str = "none"  # "none" or "cosine": both learning rates fall to 0 at the last step
 
     def validate(self):
+        check_lr_decay(self.lr_decay)
         if self.dataset != "chorales":
             raise ValueError(f"Unknown dataset {self.dataset!r}; MuseGAN trains on 'chorales'.")
         check_range("latent size", self.z_dim, 1, 1024)
