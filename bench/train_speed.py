@@ -1,9 +1,10 @@
 """Training speed of every family through the shared loop: steps/s of its ``cpu`` preset as it was
 (no EMA, constant learning rate) and with issue 13's convergence settings where the family has them
 (EMA of the weights at 0.999, cosine learning-rate decay, min-SNR-γ 5 for diffusion), in one run on
-this machine, so the cost of each change is read side by side.
+this machine, so the cost of each change is read side by side. The two settings run alternately
+``--repeats`` times and each keeps its fastest run, so a busy neighbour process slows both alike.
 
-    python bench/train_speed.py [--steps 30] [--families gan diffusion ...] [--threads 1]
+    python bench/train_speed.py [--steps 30] [--repeats 2] [--families gan diffusion ...] [--threads 1]
 
 Each figure is the speed between the first and the last progress report of a real ``train()`` run
 (the first report's steps, warm-up included, are left out); nothing is scored and the checkpoint goes
@@ -42,6 +43,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--families", nargs="*", default=None)
+    p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--threads", type=int, default=1)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
@@ -56,11 +58,14 @@ def main() -> None:
         fields = {f.name for f in dataclasses.fields(config)}
         plain = {k: v for k, v in {"ema_decay": 0.0, "lr_decay": "none", "min_snr_gamma": 0.0}.items() if k in fields}
         tuned = {k: v for k, v in CONVERGENCE.items() if k in fields}
-        before = steps_per_s(family, dataclasses.replace(config, **plain), a.steps)
         if not tuned:
+            before = steps_per_s(family, dataclasses.replace(config, **plain), a.steps)
             print(f"{name:18} {before:8.2f} {'—':>12} {'':>6}  (no EMA or decay fields)")
             continue
-        after = steps_per_s(family, dataclasses.replace(config, **tuned), a.steps)
+        before = after = 0.0
+        for _ in range(a.repeats):
+            before = max(before, steps_per_s(family, dataclasses.replace(config, **plain), a.steps))
+            after = max(after, steps_per_s(family, dataclasses.replace(config, **tuned), a.steps))
         print(f"{name:18} {before:8.2f} {after:12.2f} {after / before:6.2f}  {', '.join(tuned)}")
 
 

@@ -8,7 +8,7 @@ import torch
 from models import FAMILIES
 from models.core import checkpoint
 from models.image import diffusion
-from models.core import evaluate
+from models.core import train as training
 from models.core.family import last, seeded
 
 FAM = FAMILIES["diffusion"]
@@ -129,21 +129,16 @@ def test_guidance_changes_samples(tiny):
     assert a.shape == (2, 1, 28, 28) and not torch.equal(a, b)
 
 
-@pytest.mark.skipif(not SHIPPED.exists(), reason="the shipped diffusion checkpoint is not in this checkout")
-def test_shipped_checkpoint_draws_the_digits_it_is_asked_for():
-    """Guided 50-step DDIM samples of each class are recognised as that class by the project's
-    classifier; an untrained model of the same shape fails the same bound."""
-    model, config, _ = checkpoint.load(SHIPPED)
-    labels = torch.arange(10).repeat(5)
-    classifier = evaluate.load_classifier("mnist")
-
-    def accuracy(m):
-        x = last(FAM.sample(m, len(labels), generator=seeded(0), steps=50, eta=0.0, labels=labels, guidance=3.0))
-        probs = evaluate.features_and_probs(classifier, x)[1]
-        return (probs.argmax(1) == labels).double().mean().item(), probs.max(1).values.mean().item()
-
-    acc, confidence = accuracy(model)
-    assert acc >= 0.8 and confidence >= 0.8, (acc, confidence)
+@pytest.mark.parametrize("name, bar", [("diffusion_mnist_cond", 0.98), ("diffusion_fashion_cond", 0.95)])
+def test_shipped_checkpoint_draws_the_class_it_is_asked_for(name, bar):
+    """Issue 13's bar at the page's default (50-step DDIM, w = 3): 100 samples asked for each class in
+    turn are drawn as that class ≥ 98 % on MNIST (the card: 100 % of 2,000); Fashion is held at 95 %
+    (its card: 97.9 %, shirts 88 %, against 91 % for real held-out images). An untrained model fails."""
+    path = SHIPPED.with_name(f"{name}.safetensors")
+    if not path.exists():
+        pytest.skip(f"{name} is not in this checkout")
+    model, config, _ = checkpoint.load(path)
+    c = training.class_scores(FAM, model.eval(), config.dataset, 100)
+    assert c["accuracy"] >= bar, c["per_class"]
     torch.manual_seed(0)
-    untrained_acc, _ = accuracy(FAM.build(config).eval())
-    assert untrained_acc < 0.5
+    assert training.class_scores(FAM, FAM.build(config).eval(), config.dataset, 20)["accuracy"] < 0.5
