@@ -24,6 +24,7 @@ from timing import ROOT  # noqa: F401  (puts the repository on sys.path)
 from models import FAMILIES  # noqa: E402
 from models.core import train as training  # noqa: E402
 
+PLAIN = {"ema_decay": 0.0, "lr_decay": "none", "min_snr_gamma": 0.0}
 CONVERGENCE = {"ema_decay": 0.999, "lr_decay": "cosine", "min_snr_gamma": 5.0}
 
 
@@ -56,7 +57,7 @@ def main() -> None:
             continue
         config = family.config("cpu")
         fields = {f.name for f in dataclasses.fields(config)}
-        plain = {k: v for k, v in {"ema_decay": 0.0, "lr_decay": "none", "min_snr_gamma": 0.0}.items() if k in fields}
+        plain = {k: v for k, v in PLAIN.items() if k in fields}
         tuned = {k: v for k, v in CONVERGENCE.items() if k in fields}
         if not tuned:
             before = steps_per_s(family, dataclasses.replace(config, **plain), a.steps)

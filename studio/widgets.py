@@ -367,14 +367,19 @@ def calibration_lines(rows: dict | None) -> list[str]:
             + "; ".join(f"{name}: {score_text(r)}" for name, r in rows.items())]
 
 
+def _sampled(n: int, sampler: dict) -> str:
+    """"n=2000; steps 50, eta 0.0": how many samples were scored, with which sampler controls."""
+    how = ", ".join(f"{k} {v}" for k, v in sampler.items())
+    return f"n={n}" + (f"; {how}" if how else "")
+
+
 def class_score_lines(c: dict | None) -> list[str]:
     """How often a class-conditional checkpoint draws the class it is asked for, beside the scorer's
     own figure on real held-out images (nothing for cards without class scores)."""
     if not c:
         return []
-    how = ", ".join(f"{k} {v}" for k, v in c.get("sampler", {}).items())
     real = c.get("real")
-    return [f"Asked for every class in turn (n={c['n']}{'; ' + how if how else ''}): drawn as that class "
+    return [f"Asked for every class in turn ({_sampled(c['n'], c.get('sampler', {}))}): drawn as that class "
             f"**{c['accuracy']:.1%}**, worst class {c['worst_class']} {c['worst']:.1%}"
             + (f"; real held-out images: {real['accuracy']:.1%}, worst {real['worst_class']} {real['worst']:.1%}"
                if real else "")
@@ -397,11 +402,12 @@ def card_markdown(card: dict) -> str:
     lines += fam.metric_lines(m) if fam else []
     s = m.get("sample_scores")
     if s:
-        how = ", ".join(f"{k} {v}" for k, v in s.get("sampler", {}).items())
-        lines.append(f"Samples scored by the project's classifier (n={s['n']}{'; ' + how if how else ''}): "
+        lines.append(f"Samples scored by the project's classifier ({_sampled(s['n'], s.get('sampler', {}))}): "
                      + score_text(s))
         lines += calibration_lines(m.get("calibration"))
     lines += class_score_lines(m.get("class_scores"))
+    if card.get("note"):
+        lines.append(f"How it was trained: {card['note']}")
     if card.get("command"):
         lines.append(f"Reproduce: `{card['command']}`")
     elif card.get("imported"):

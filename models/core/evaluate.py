@@ -132,6 +132,15 @@ def score(images, dataset: str, model: Classifier | None = None) -> dict:
     return out
 
 
+def held_out(dataset: str, n: int, seed: int = 0):
+    """``n`` test images and their labels in a seeded random order, and the generator that drew
+    them (the calibration rows draw their noise from it next): the real row every score is read against."""
+    x, y = data.images(dataset, "test")
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(x), generator=g)[:n]
+    return x[idx], y[idx], g
+
+
 def class_accuracy(images, labels, dataset: str, model: Classifier | None = None) -> dict:
     """How often an image asked for class k is classified as k: overall, for each class by name, and
     the worst class (a conditional generator is only as good as its weakest class)."""
@@ -150,9 +159,8 @@ def class_accuracy(images, labels, dataset: str, model: Classifier | None = None
 def real_class_accuracy(dataset: str, n: int, seed: int = 0) -> dict:
     """:func:`class_accuracy` of ``n`` real held-out images and their true labels: the scorer's own
     ceiling, the row a conditional generator's figures are read against."""
-    x, y = data.images(dataset, "test")
-    idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n]
-    return class_accuracy(x[idx], y[idx], dataset)
+    x, y, _ = held_out(dataset, n, seed)
+    return class_accuracy(x, y, dataset)
 
 
 BLUR_SIGMA = 0.7
@@ -174,9 +182,7 @@ def calibration(dataset: str, n: int, seed: int = 0) -> dict:
     noise images: the rows that say what a score means. Deterministic for a given ``seed``."""
     if n < 2:
         raise ValueError("Calibration needs at least 2 images.")
-    x, _ = data.images(dataset, "test")
-    g = torch.Generator().manual_seed(seed)
-    real = x[torch.randperm(len(x), generator=g)[:n]]
+    real, _, g = held_out(dataset, n, seed)
     return {
         "real held-out": score(real, dataset),
         f"blurred real (σ {BLUR_SIGMA:g} px)": score(blur(real), dataset),

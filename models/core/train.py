@@ -625,9 +625,9 @@ def class_scores(family: Family, model, dataset: str, n: int, seed: int = 0) -> 
     """A class-conditional image model asked for every class in turn (0, 1, … 9, 0, …) with the
     settings its page opens with (``family.class_kwargs``): how often each class is drawn as itself,
     the same images' quality scores, and the scorer's figures on real held-out images beside them."""
-    from models.core import evaluate
+    from models.core import data, evaluate
 
-    labels = [i % 10 for i in range(n)]
+    labels = [i % len(data.class_names(dataset)) for i in range(n)]
     kwargs = {**family.score_kwargs, **family.class_kwargs}
     samples = last(family.sample(model, n, generator=seeded(seed), labels=labels, **kwargs))
     return {**evaluate.class_accuracy(samples, labels, dataset), "sampler": kwargs,
