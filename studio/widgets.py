@@ -405,6 +405,9 @@ def card_markdown(card: dict) -> str:
         lines.append(f"Samples scored by the project's classifier ({_sampled(s['n'], s.get('sampler', {}))}): "
                      + score_text(s))
         lines += calibration_lines(m.get("calibration"))
+    o = m.get("opening_scores")
+    if o:
+        lines.append(f"With the setting the page opens with ({o['setting']}; n={o['n']}): {score_text(o)}")
     lines += class_score_lines(m.get("class_scores"))
     if card.get("note"):
         lines.append(f"How it was trained: {card['note']}")

@@ -123,3 +123,21 @@ def test_describe_and_card_lines_speak_the_familys_terms():
     (line,) = cyclegan.FAMILY.metric_lines(metrics)
     assert "cycle error (mean |x − x̂|) A 0.050, B 0.080" in line and "**87%** of B→A" in line and "(40% of" in line
     assert cyclegan.FAMILY.metric_lines({"other": 1.0}) == ["Held-out: other **1**"]  # an older card: generic
+
+
+@pytest.mark.skipif(not SHIPPED.with_name("cyclegan_mnist_identity_off.safetensors").exists(),
+                    reason="no shipped identity_off checkpoint")
+def test_shipped_identity_off_ablation_shows_the_colour_shift():
+    """The book's lesson (Foster ch. 5, Fig. 5-9): without the identity loss a generator fed an image
+    of its own domain changes it, B's photo background most of all; with the loss it is left nearly alone."""
+    off_path = SHIPPED.with_name("cyclegan_mnist_identity_off.safetensors")
+    off, _, _ = checkpoint.load(off_path)
+    on, _, _ = checkpoint.load(SHIPPED)
+    a, b, _ = cyclegan.domains("mnist", "test", 2_000)
+    change = {}
+    for name, model in (("off", off), ("on", on)):
+        p = cyclegan.six_panel(model, a[:100], b[:100])
+        change[name] = float((p["b_identity"] - p["b"]).abs().mean())
+    assert change["off"] > 2 * change["on"], change
+    card = json.loads(off_path.with_suffix(".json").read_text())
+    assert card["config"]["lambda_id"] == 0.0 and "Fig. 5-9" in card["note"]

@@ -61,6 +61,8 @@ OMP_NUM_THREADS=1 python -m models.train musegan --preset cpu --name musegan_cho
 # cpu preset at 3,000 steps, batch 16 (2.4 epochs): about 35 minutes on one shared CPU thread (it was
 # trained as 1,800 steps then --resume to 3,000, which gives the same batches as one run).
 OMP_NUM_THREADS=1 python -m models.train cyclegan --preset cpu --set steps=3000 --name cyclegan_mnist
+# The book's ablation, no identity loss (Fig. 5-9): 1,800 steps, about 7 minutes on one idle thread.
+OMP_NUM_THREADS=1 python -m models.train cyclegan --preset identity_off --name cyclegan_mnist_identity_off
 # Hierarchical VAE on binarised MNIST (stochastic binarisation, fixed seeds: models.core.data.binary_images):
 # top 8 + bottom 8 (decoder reads both) against the one-level baseline with latent 16, same MLPs
 # (784-256-128), Adam 1e-3, batch 128, 12,000 steps each (about 10 minutes each on one shared CPU thread).

@@ -259,18 +259,21 @@ def calibrate_cards(folder: Path = CHECKPOINTS) -> list[str]:
     return changed
 
 
-def rescore_classes(name: str, n: int = 2000, folder: Path = CHECKPOINTS) -> dict:
-    """Add (or refresh) the class scores of a shipped class-conditional image checkpoint's card."""
+def rescore(name: str, what: str, n: int = 2000, folder: Path = CHECKPOINTS) -> dict:
+    """Add (or refresh) the ``"classes"`` scores (a class-conditional checkpoint's every class in turn)
+    or the ``"opening"`` scores (the page's opening setting) on a shipped image checkpoint's card."""
     from models import FAMILIES
-    from models.core.train import class_scores
+    from models.core.train import class_scores, opening_scores
 
     path = folder / f"{name}.safetensors"
     model, config, _ = checkpoint.load(path, FAMILIES)
     family = FAMILIES[checkpoint.read_meta(path)["family"]]
     card = json.loads(path.with_suffix(".json").read_text())
-    card.setdefault("metrics", {})["class_scores"] = class_scores(family, model.eval(), config.dataset, n)
+    key, scores = (("class_scores", class_scores(family, model.eval(), config.dataset, n)) if what == "classes"
+                   else ("opening_scores", opening_scores(family, model.eval(), config.dataset, config, n)))
+    card.setdefault("metrics", {})[key] = scores
     checkpoint.write_json(path.with_suffix(".json"), card)
-    return card["metrics"]["class_scores"]
+    return scores
 
 
 def main(argv=None) -> None:
@@ -278,15 +281,16 @@ def main(argv=None) -> None:
     from dataclasses import asdict
 
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["classes"]:
-        p = argparse.ArgumentParser(description="Score how often each class is drawn as itself by shipped "
-                                                "class-conditional checkpoints, and write it on their cards.")
+    if argv[:1] in (["classes"], ["opening"]):
+        p = argparse.ArgumentParser(description="Score shipped checkpoints and write it on their cards: "
+                                                "`classes`, how often each class is drawn as itself; `opening`, "
+                                                "the setting the page opens with.")
         p.add_argument("names", nargs="+")
         p.add_argument("--n", type=int, default=2000)
         a = p.parse_args(argv[1:])
         for name in a.names:
-            c = rescore_classes(name, a.n)
-            print(name, f"accuracy {c['accuracy']:.3f}, worst {c['worst_class']} {c['worst']:.3f}", c["per_class"])
+            c = rescore(name, argv[0], a.n)
+            print(name, c)
         return
 
     p = argparse.ArgumentParser(description="Train and ship the scoring classifier for a dataset, or add "

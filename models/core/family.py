@@ -63,6 +63,9 @@ class Family:
     # sampler controls the page opens with for a class-conditional model: the card's class scores
     # ask for every class in turn with them (e.g. diffusion's guidance w = 3)
     class_kwargs: dict = field(default_factory=dict)
+    # the setting the page opens with when it needs the model itself (the VAE's fitted q(z)):
+    # (model, config) -> (the setting in words, sampler kwargs); the card scores it beside score_kwargs
+    opening: Callable[[nn.Module, Any], tuple[str, dict]] | None = None
     data: Callable[[Any, str], tuple[tuple, dict]] | None = None  # default: image dataset config.dataset
     optimizers: Callable[[nn.Module, Any], dict] | None = None  # default: one Adam(lr=config.lr) on "loss"
     preview: Callable[[nn.Module, torch.Generator], Any] | None = None  # default: 16 images

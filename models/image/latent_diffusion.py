@@ -33,8 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.image.diffusion import alpha_bars, guided, q_sample, reverse, time_embedding, timesteps
-from models.core.family import Family, check_range, device_of
+from models.image.diffusion import alpha_bars, guided, min_snr_weights, q_sample, reverse, time_embedding, timesteps
+from models.core.family import Family, check_lr_decay, check_range, device_of
 
 # --- prompts ---------------------------------------------------------------------------------------
 
@@ -195,6 +195,8 @@ class LatentDiffusionConfig:
     batch_size: int = 128
     steps: int = 12000
     ema_decay: float = 0.0  # EMA of the text encoder's and denoiser's weights, sampled from (0 = off; checkpoints written before EMA)
+    lr_decay: str = "none"  # "none" or "cosine" (to 0 at the last step)
+    min_snr_gamma: float = 0.0  # min-SNR-γ loss weights, as in the pixel model (0 = the plain loss)
 
     def validate(self):
         if self.dataset not in VOCABULARY:
@@ -209,8 +211,10 @@ class LatentDiffusionConfig:
                                        ("prompt dropout", self.p_uncond, 0.0, 1.0),
                                        ("learning rate", self.lr, 1e-7, 1.0), ("batch size", self.batch_size, 1, 4096),
                                        ("steps", self.steps, 1, 10_000_000), ("EMA decay", self.ema_decay, 0.0, 0.9999),
-                                       ("autoencoder steps", self.ae_steps, 0, self.steps - 1)]:
+                                       ("autoencoder steps", self.ae_steps, 0, self.steps - 1),
+                                       ("min-SNR γ", self.min_snr_gamma, 0.0, 1000.0)]:
             check_range(name, value, low, high)
+        check_lr_decay(self.lr_decay)
         if self.width % self.heads or self.text_dim % self.heads or self.width % 8:
             raise ValueError("width must be a multiple of 8 and of heads, and text width a multiple of heads.")
         if self.schedule not in ("linear", "cosine"):
@@ -370,7 +374,10 @@ def _diffusion_loss(model, x, y, attrs, config, generator=None):
     ids = captions(y.cpu(), attrs.cpu(), model.dataset, config.p_attribute, config.p_uncond, generator).to(x.device)
     t = torch.randint(0, model.T, (len(x),), generator=generator).to(x.device)
     noise = torch.randn(z0.shape, generator=generator).to(x.device)
-    return F.mse_loss(model.eps(q_sample(model.alpha_bar, z0, t, noise), t, ids), noise)
+    err = (model.eps(q_sample(model.alpha_bar, z0, t, noise), t, ids) - noise).pow(2).mean((1, 2, 3))
+    if config.min_snr_gamma:
+        err = err * min_snr_weights(model.alpha_bar, t, config.min_snr_gamma)
+    return err.mean()
 
 
 def train_step(model: LatentDiffusion, batch, config: LatentDiffusionConfig) -> dict:

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.core.family import Family, check_range, device_of
+from models.core.family import Family, check_lr_decay, check_range, device_of, seeded
 from models.density import gmm
 
 
@@ -36,10 +36,12 @@ class VAEConfig:
     latent_dim: int = 2  # 2 draws a plane you can look at; 16-32 gives sharper samples
     channels: tuple = (32, 64)  # conv widths, each conv halves the image: 28 -> 14 -> 7
     hidden: int = 16  # dense layer before mu/logvar (the book's 16; use >= 2 * latent_dim when larger)
+    decoder_hidden: int = 0  # 0: the book's single dense layer from z; > 0 adds a hidden layer, so a 2-D code can lift to ten digit shapes
     beta: float = 1.0  # weight of the KL term
     lr: float = 1e-3  # Adam
     batch_size: int = 128
     steps: int = 14_000  # about 30 epochs of 60k images at batch 128, as in the book
+    lr_decay: str = "none"  # "none" or "cosine" (to 0 at the last step); the book keeps Adam's rate fixed
 
     def __post_init__(self):
         self.channels = tuple(int(c) for c in self.channels)
@@ -53,12 +55,17 @@ class VAEConfig:
         check_range("learning rate", self.lr, 1e-7, 1.0)
         check_range("batch size", self.batch_size, 1, 4096)
         check_range("steps", self.steps, 1, 10_000_000)
+        check_range("decoder hidden size", self.decoder_hidden, 0, 4096)
+        check_lr_decay(self.lr_decay)
         if len(self.channels) != 2 or min(self.channels) < 1:
             raise ValueError("channels must be two positive conv widths, e.g. (32, 64).")
 
 
 PRESETS = {
     "book": {},
+    # The shipped 2-D checkpoints: wider dense layers both ways, so the plane's decoder draws every
+    # class (the book's 16-unit encoder layer and single-layer lift leave 3s, 4s, 5s and 7s blurred into 8s and 9s)
+    "wide": {"hidden": 256, "decoder_hidden": 256, "lr_decay": "cosine"},
     "cpu": {"steps": 3000},  # ~6 epochs, about 5 minutes on 2 cores
     "tiny": {"channels": (4, 8), "hidden": 8, "batch_size": 8, "steps": 2},
 }
@@ -76,8 +83,10 @@ class VAE(nn.Module):
         )
         self.to_mu = nn.Linear(c.hidden, c.latent_dim)
         self.to_logvar = nn.Linear(c.hidden, c.latent_dim)
+        lift = (nn.Linear(c.latent_dim, c2 * 7 * 7) if not c.decoder_hidden else nn.Sequential(
+            nn.Linear(c.latent_dim, c.decoder_hidden), nn.ReLU(), nn.Linear(c.decoder_hidden, c2 * 7 * 7)))
         self.decoder = nn.Sequential(  # mirror of the encoder; outputs logits
-            nn.Linear(c.latent_dim, c2 * 7 * 7), nn.ReLU(), nn.Unflatten(1, (c2, 7, 7)),
+            lift, nn.ReLU(), nn.Unflatten(1, (c2, 7, 7)),
             nn.ConvTranspose2d(c2, c2, 3, stride=2, padding=1, output_padding=1), nn.ReLU(),  # 14
             nn.ConvTranspose2d(c2, c1, 3, stride=2, padding=1, output_padding=1), nn.ReLU(),  # 28
             nn.Conv2d(c1, 1, 3, padding=1),
@@ -165,6 +174,25 @@ def aggregate_posterior(model: VAE, x, k: int = 10, generator: torch.Generator |
     mu, sigma = encode(model, x)
     z = mu + sigma * torch.randn(mu.shape, generator=g)
     return gmm.fit(z.double(), k, generator=g, max_iter=max_iter)
+
+
+Q_IMAGES, Q_COMPONENTS = 5000, 10  # training images encoded for q(z), and the mixture's components
+
+
+def fit_q_z(model: VAE, dataset: str):
+    """The aggregate posterior of a checkpoint as the page and its card use it: a fixed draw of
+    ``Q_IMAGES`` training images, encoded and fitted with ``Q_COMPONENTS`` Gaussians."""
+    from models.core import data
+
+    x, _ = data.images(dataset, "train")
+    pick = torch.randperm(len(x), generator=seeded(0))[:Q_IMAGES]
+    return aggregate_posterior(model, x[pick], Q_COMPONENTS, seeded(0))
+
+
+def opening(model: VAE, config: VAEConfig) -> tuple[str, dict]:
+    """The page opens on samples from q(z); the card scores them beside the prior's."""
+    return (f"aggregate posterior q(z), a {Q_COMPONENTS}-component GMM fitted by EM to {Q_IMAGES} encoded "
+            "training images", {"mixture": fit_q_z(model, config.dataset)})
 
 
 @torch.no_grad()
@@ -259,4 +287,5 @@ FAMILY = Family(
     describe=describe,
     card_lines=card_lines,
     presets=PRESETS,
+    opening=opening,
 )

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.core import ASSETS
-from models.core.family import Family, check_range, device_of
+from models.core.family import Family, check_lr_decay, check_range, device_of
 
 PHOTOS = ASSETS / "images"
 DIRECTIONS = ("a_to_b", "b_to_a")
@@ -53,6 +53,7 @@ class CycleGANConfig:
     batch_size: int = 1  # the book trains one image at a time
     steps: int = 30_000
     ema_decay: float = 0.0  # EMA of the two generators' weights, sampled from (0 = off; checkpoints written before EMA)
+    lr_decay: str = "none"  # "none" (the book's fixed rate) or "cosine" (to 0 at the last step)
 
     def validate(self):
         from models.core.data import check_dataset
@@ -69,6 +70,7 @@ class CycleGANConfig:
         check_range("batch size", self.batch_size, 1, 4096)
         check_range("steps", self.steps, 1, 10**7)
         check_range("EMA decay", self.ema_decay, 0.0, 0.9999)
+        check_lr_decay(self.lr_decay)
 
 
 PRESETS = {

@@ -34,7 +34,6 @@ SLIDER_RANGE = 4.0
 RED, BLUE, BLACK = (220, 30, 30), (30, 60, 220), (0, 0, 0)
 PRIOR = "prior N(0, I)"
 AGGREGATE = "aggregate posterior q(z) (GMM by EM)"
-Q_IMAGES, Q_COMPONENTS = 5000, 10  # training images encoded for q(z), and the mixture's components
 
 
 @dataclass
@@ -59,10 +58,8 @@ class Loaded:
 
     @functools.cached_property
     def q_z(self):
-        """The aggregate posterior as a GMM, fitted once per checkpoint on a fixed sample of training images."""
-        x, _ = data.images(self.config.dataset, "train")
-        pick = torch.randperm(len(x), generator=seeded(0))[:Q_IMAGES]
-        return vae.aggregate_posterior(self.model, x[pick], Q_COMPONENTS, seeded(0))
+        """The aggregate posterior as a GMM, fitted once per checkpoint (as its card's opening scores are)."""
+        return vae.fit_q_z(self.model, self.config.dataset)
 
     @functools.cached_property
     def map(self) -> widgets.ScatterMap:
@@ -238,7 +235,7 @@ def samples(checkpoint: str, seed, n, scale: float, source: str = PRIOR):
     mixture = m.q_z if source == AGGREGATE else None
     images = last(vae.sample(m.model, n, generator=seeded(seed), scale=float(scale), mixture=mixture))
     picture = show(images, int(np.ceil(np.sqrt(n))), 4)
-    where = (f"aggregate posterior ({Q_COMPONENTS}-component GMM fitted by EM to {Q_IMAGES} encoded training "
+    where = (f"aggregate posterior ({vae.Q_COMPONENTS}-component GMM fitted by EM to {vae.Q_IMAGES} encoded training "
              "images)" if mixture else "prior N(0, I)")
     md = f"seed {seed}, {n} samples from the {where}, scale {float(scale):g}, checkpoint {checkpoint}"
     if n >= 2:
