@@ -242,6 +242,9 @@ def score_card(model, vision, memory, env) -> dict:
     return metrics
 
 
+REFINED = "; then refined"  # where a refined card's note continues: a second refine replaces that part
+
+
 def refine_controller(deadline: str | None, seed=1, population=12, rollouts=2, sigma=0.03, check_every=3) -> Path:
     """CMA-ES continued from the shipped C on full 1,000-frame episodes (the first search's 250-frame
     ones reward a fast start more than finishing the lap). Every ``check_every`` generations the search
@@ -297,8 +300,8 @@ def refine_controller(deadline: str | None, seed=1, population=12, rollouts=2, s
         "config": cfg.__dict__, "steps": len(history), "generations": len(history),
         "wall_time_s": round(old_card["wall_time_s"] + t_search, 1), "hardware": hardware(), "metrics": metrics,
         "valid_mean": best,
-        "command": old_card["command"] + " && OMP_NUM_THREADS=1 python -m models.world.pipeline refine --deadline HH:MM",
-        "note": old_card["note"] + (f"; then refined by CMA-ES on full 1,000-frame episodes (population {population}, "
+        "command": old_card["command"].split(" && ")[0] + " && OMP_NUM_THREADS=1 python -m models.world.pipeline refine --deadline HH:MM",
+        "note": old_card["note"].split(REFINED)[0] + (f"{REFINED} by CMA-ES on full 1,000-frame episodes (population {population}, "
                                     f"{rollouts} tracks per generation), keeping the search mean (after generation "
                                     f"{kept}, checked every {check_every}) that drove the "
                                     f"validation tracks {VALID_SEEDS[0]}–{VALID_SEEDS[-1]} best")})
