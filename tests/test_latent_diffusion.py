@@ -1,6 +1,7 @@
 """Latent text-to-image diffusion: prompts and their refusals, captions made from measured
 attributes, the two training stages, cross-attention maps, and the shipped checkpoint following
 prompts (an untrained one does not)."""
+import json
 from pathlib import Path
 
 import numpy as np
@@ -88,9 +89,13 @@ def test_word_attention_maps_and_shares(tiny):
 
 def test_card_speaks_the_familys_terms():
     metrics = {"test_reconstruction_bce": 0.0675, "test_latent_mse": 0.0632, "prompt_class_accuracy": 0.795,
-               "ink_ratio_thick_to_thin": 3.78}
+               "ink_ratio_thick_to_thin": 3.78, "prompt_class_worst": ["9", 0.5],
+               "combined_prompt_class_accuracy": 0.93,
+               "combined_prompt_measures": {"thick": 150.0, "slanted": 0.4, "thin": 50.0, "upright": 0.1}}
     lines = FAM.metric_lines(metrics)
     assert "BCE **0.0675**" in lines[0] and "80%" in lines[1] and "'thick' samples carry **3.78×**" in lines[1]
+    assert "worst class 9 50%" in lines[1]
+    assert "'a thick slanted <class>'" in lines[2] and "**93%**" in lines[2] and "slanted 0.4 against upright 0.1" in lines[2]
     assert FAM.summary(FAM.config("tiny").__dict__) == "latent 2×7×7, denoiser width 8, 1 blocks"
 
 
@@ -185,22 +190,26 @@ def test_bad_sampler_input_is_refused(tiny):
 
 @pytest.mark.skipif(not SHIPPED.exists(), reason="the shipped latent-diffusion checkpoint is not in this checkout")
 def test_shipped_checkpoint_follows_prompts():
-    """"a <digit>" samples are recognised as that digit by the project's classifier (chance is 10%),
-    and "thick" samples carry more ink than "thin" ones; an untrained model of the same shape fails."""
+    """The bar, with a margin: "a <digit>" is drawn as that digit (the card: every digit >= 95 %), and a
+    combined prompt keeps its digit while both attributes move their measures ("thick" carries more
+    ink than "thin", "slanted" shears more than "upright"); an untrained model of the same shape fails."""
     model, config, _ = checkpoint.load(SHIPPED)
     nouns = [n[0] for n in ldm.VOCABULARY["mnist"]["nouns"]]
-    labels = torch.arange(10).repeat(4)
+    labels = torch.arange(10).repeat(6)
     classifier = evaluate.load_classifier("mnist")
 
-    def follows(m):
-        x = last(FAM.sample(m, len(labels), seeded(0), prompt=[f"a {nouns[i]}" for i in labels], steps=30))
+    def follows(m, words=""):
+        x = last(FAM.sample(m, len(labels), seeded(0), prompt=[f"a {words}{nouns[i]}" for i in labels], steps=30))
         accuracy = (evaluate.features_and_probs(classifier, x)[1].argmax(1) == labels).double().mean().item()
-        ink = [last(FAM.sample(m, 20, seeded(1), prompt=[f"a {w} {nouns[i % 10]}" for i in range(20)],
-                               steps=30)).mean().item() for w in ("thick", "thin")]
-        return accuracy, ink[0] / ink[1]
+        return accuracy, ldm.attribute_measures(x.numpy(), "mnist")
 
-    accuracy, ratio = follows(model)
-    assert accuracy >= 0.6 and ratio > 1.5, (accuracy, ratio)  # here 0.75 and 3.6; the card: 0.80 on 200 samples
+    accuracy, _ = follows(model)
+    assert accuracy >= 0.9, accuracy
+    (strong_acc, (ink_s, shear_s)), (weak_acc, (ink_w, shear_w)) = follows(model, "thick slanted "), follows(model, "thin upright ")
+    assert min(strong_acc, weak_acc) >= 0.8, (strong_acc, weak_acc)
+    assert ink_s.mean() > 1.8 * ink_w.mean() and shear_s.mean() > 1.5 * shear_w.mean()
+    card = json.loads(SHIPPED.with_suffix(".json").read_text())["metrics"]
+    assert min(card["prompt_class_per_class"].values()) >= 0.95 and card["combined_prompt_class_accuracy"] >= 0.9
     torch.manual_seed(0)
     untrained_accuracy, _ = follows(FAM.build(config).eval())
     assert untrained_accuracy < 0.3

@@ -111,10 +111,9 @@ def batch_tokens(ids: list[list[int]], device=None) -> torch.Tensor:
     return out.to(device)
 
 
-def attributes(x: np.ndarray, y: np.ndarray, dataset: str) -> np.ndarray:
-    """(N, 2) attribute codes per image, each relative to the image's class: 1 for the top third
-    (thick / slanted, or dark / wide), 2 for the bottom third (thin / upright, or bright / narrow),
-    0 in between (no word)."""
+def attribute_measures(x: np.ndarray, dataset: str) -> tuple[np.ndarray, np.ndarray]:
+    """The two measures the attribute words are cut from, per image: ink and shear (MNIST), or
+    darkness and width in pixels (Fashion)."""
     x = x.astype(np.float32).reshape(len(x), 28, 28)
     i = np.arange(28, dtype=np.float32)  # row (y, downwards) and column (x) coordinates
     mass = x.sum((1, 2)) + 1e-6
@@ -128,8 +127,15 @@ def attributes(x: np.ndarray, y: np.ndarray, dataset: str) -> np.ndarray:
         ink = x > 0.1
         a = -(x * ink).sum((1, 2)) / (ink.sum((1, 2)) + 1e-6)  # dark = low mean intensity
         b = ink.any(1).sum(1).astype(np.float32)  # width in pixels
+    return a, b
+
+
+def attributes(x: np.ndarray, y: np.ndarray, dataset: str) -> np.ndarray:
+    """(N, 2) attribute codes per image, each relative to the image's class: 1 for the top third
+    (thick / slanted, or dark / wide), 2 for the bottom third (thin / upright, or bright / narrow),
+    0 in between (no word)."""
     codes = np.zeros((len(x), 2), dtype=np.int64)
-    for k, v in enumerate((a, b)):
+    for k, v in enumerate(attribute_measures(x, dataset)):
         for c in np.unique(y):
             m = y == c
             lo, hi = np.quantile(v[m], [1 / 3, 2 / 3])
@@ -432,13 +438,23 @@ def evaluate(model: LatentDiffusion, x, y, attrs, batch_size: int = 1000) -> dic
     per = 20
     prompts = [f"a {noun}" for noun in nouns for _ in range(per)]
     samples = last(sample(model, len(prompts), seeded(0), prompt=prompts, steps=30))
-    predicted = classifier.load_classifier(model.dataset)(samples.to(device)).argmax(1).cpu()
-    accuracy = (predicted == torch.arange(10).repeat_interleave(per)).float().mean().item()
-    strong, weak = VOCABULARY[model.dataset]["attributes"][0]
+    labels = torch.arange(10).repeat_interleave(per)
+    by_class = classifier.class_accuracy(samples, labels, model.dataset)
+    (strong, weak), (strong2, weak2) = VOCABULARY[model.dataset]["attributes"]
     ink = {w: last(sample(model, 100, seeded(1), prompt=[f"a {w} {nouns[i % 10]}" for i in range(100)],
                           steps=30)).mean().item() for w in (strong, weak)}
+    # combined prompts: both attributes at once, at either end ("a thick slanted seven", "a thin upright seven")
+    combined, measures = [], {}
+    for words in ((strong, strong2), (weak, weak2)):
+        images = last(sample(model, 10 * per, seeded(2), prompt=[f"a {' '.join(words)} {nouns[i // per]}"
+                                                                  for i in range(10 * per)], steps=30))
+        combined.append(classifier.class_accuracy(images, labels, model.dataset)["accuracy"])
+        a, b = attribute_measures(images.numpy(), model.dataset)
+        measures.update({words[0]: float(np.mean(a)), words[1]: float(np.mean(b))})
     return {"test_reconstruction_bce": recon / len(x), "test_latent_mse": mse / len(x),
-            "prompt_class_accuracy": accuracy, f"ink_ratio_{strong}_to_{weak}": ink[strong] / ink[weak]}
+            "prompt_class_accuracy": by_class["accuracy"], "prompt_class_worst": [by_class["worst_class"], by_class["worst"]],
+            "prompt_class_per_class": by_class["per_class"], f"ink_ratio_{strong}_to_{weak}": ink[strong] / ink[weak],
+            "combined_prompt_class_accuracy": float(np.mean(combined)), "combined_prompt_measures": measures}
 
 
 # --- sampling --------------------------------------------------------------------------------------
@@ -546,7 +562,15 @@ def card_lines(m: dict) -> list[str]:
             if key.startswith("ink_ratio_"):
                 strong, weak = key.removeprefix("ink_ratio_").split("_to_")
                 line += f"; '{strong}' samples carry **{ratio:.2f}×** the ink of '{weak}' ones"
+        if "prompt_class_worst" in m:
+            line += f"; worst class {m['prompt_class_worst'][0]} {m['prompt_class_worst'][1]:.0%}"
         lines.append(line)
+    if "combined_prompt_class_accuracy" in m:
+        v = m["combined_prompt_measures"]
+        s1, s2, w1, w2 = v  # the strong words, then the weak ones
+        lines.append(f"Combined prompts ('a {s1} {s2} <class>', 'a {w1} {w2} <class>'): class read right in "
+                     f"**{m['combined_prompt_class_accuracy']:.0%}**; {s1} {v[s1]:.3g} against {w1} {v[w1]:.3g}, "
+                     f"{s2} {v[s2]:.3g} against {w2} {v[w2]:.3g} (the measures the words were cut from)")
     return lines
 
 
