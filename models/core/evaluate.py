@@ -270,7 +270,7 @@ def rescore(name: str, what: str, n: int = 2000, folder: Path = CHECKPOINTS) -> 
     family = FAMILIES[checkpoint.read_meta(path)["family"]]
     card = json.loads(path.with_suffix(".json").read_text())
     key, scores = (("class_scores", class_scores(family, model.eval(), config.dataset, n)) if what == "classes"
-                   else ("opening_scores", opening_scores(family, model.eval(), config.dataset, config, n)))
+                   else ("opening_scores", opening_scores(family, model.eval(), config, n)))
     card.setdefault("metrics", {})[key] = scores
     checkpoint.write_json(path.with_suffix(".json"), card)
     return scores

@@ -634,13 +634,13 @@ def class_scores(family: Family, model, dataset: str, n: int, seed: int = 0) -> 
             "scores": evaluate.score(samples, dataset), "real": evaluate.real_class_accuracy(dataset, n)}
 
 
-def opening_scores(family: Family, model, dataset: str, config, n: int, seed: int = 0) -> dict:
+def opening_scores(family: Family, model, config, n: int, seed: int = 0) -> dict:
     """The scorer on ``n`` samples drawn with the setting the page opens with (``family.opening``)."""
     from models.core import evaluate
 
     setting, kwargs = family.opening(model, config)
     samples = last(family.sample(model, n, generator=seeded(seed), **family.score_kwargs, **kwargs))
-    return {**evaluate.score(samples, dataset), "setting": setting}
+    return {**evaluate.score(samples, config.dataset), "setting": setting}
 
 
 def make_card(family: Family, model, config, *, name, steps, wall, device, command, seed, score_samples,
@@ -661,7 +661,7 @@ def make_card(family: Family, model, config, *, name, steps, wall, device, comma
         if family.score_kwargs:
             metrics["sample_scores"]["sampler"] = family.score_kwargs
         if family.opening:
-            metrics["opening_scores"] = opening_scores(family, model, config.dataset, config, score_samples, seed)
+            metrics["opening_scores"] = opening_scores(family, model, config, score_samples, seed)
         if getattr(model, "conditional", False):
             metrics["class_scores"] = class_scores(family, model, config.dataset, score_samples, seed)
     n_train = len(train_tensors[0])

@@ -177,6 +177,8 @@ def aggregate_posterior(model: VAE, x, k: int = 10, generator: torch.Generator |
 
 
 Q_IMAGES, Q_COMPONENTS = 5000, 10  # training images encoded for q(z), and the mixture's components
+Q_SETTING = (f"aggregate posterior q(z), a {Q_COMPONENTS}-component GMM fitted by EM to {Q_IMAGES} encoded "
+             "training images")
 
 
 def fit_q_z(model: VAE, dataset: str):
@@ -191,8 +193,7 @@ def fit_q_z(model: VAE, dataset: str):
 
 def opening(model: VAE, config: VAEConfig) -> tuple[str, dict]:
     """The page opens on samples from q(z); the card scores them beside the prior's."""
-    return (f"aggregate posterior q(z), a {Q_COMPONENTS}-component GMM fitted by EM to {Q_IMAGES} encoded "
-            "training images", {"mixture": fit_q_z(model, config.dataset)})
+    return Q_SETTING, {"mixture": fit_q_z(model, config.dataset)}
 
 
 @torch.no_grad()

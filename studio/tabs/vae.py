@@ -235,8 +235,7 @@ def samples(checkpoint: str, seed, n, scale: float, source: str = PRIOR):
     mixture = m.q_z if source == AGGREGATE else None
     images = last(vae.sample(m.model, n, generator=seeded(seed), scale=float(scale), mixture=mixture))
     picture = show(images, int(np.ceil(np.sqrt(n))), 4)
-    where = (f"aggregate posterior ({vae.Q_COMPONENTS}-component GMM fitted by EM to {vae.Q_IMAGES} encoded training "
-             "images)" if mixture else "prior N(0, I)")
+    where = vae.Q_SETTING if mixture else "prior N(0, I)"
     md = f"seed {seed}, {n} samples from the {where}, scale {float(scale):g}, checkpoint {checkpoint}"
     if n >= 2:
         md += "  \nClassifier on these samples: " + widgets.score_text(evaluate.score(images, m.config.dataset))
