@@ -46,6 +46,24 @@ def test_an_rbm_joins_the_table_as_an_ais_estimate(tmp_path):
     assert rows[0]["nats"] > 0 and rows[0]["group"] == "binarised"
 
 
+def test_an_rbm_row_reuses_the_log_z_on_its_own_card_only(tmp_path):
+    """log Z does not depend on the test images: a card written for these weights gives it; a card
+    for other weights (another step) does not, and AIS runs."""
+    from models.energy import rbm
+
+    config = rbm.FAMILY.config("tiny")
+    checkpoint.save(tmp_path / "toy_rbm.safetensors", rbm.FAMILY.build(config), "rbm", config, step=7)
+    card = {"family": "rbm", "config": checkpoint.read_meta(tmp_path / "toy_rbm.safetensors")["config"],
+            "steps": 7, "metrics": {"log_z": 1000.0, "ais_runs": config.ais_runs, "ais_betas": config.ais_betas}}
+    (tmp_path / "toy_rbm.json").write_text(json.dumps(card))
+    table = lambda: likelihood.table(20, folder=tmp_path, families={"rbm": rbm.FAMILY})["rows"][0]["nats"]
+    from_card = table()
+    (tmp_path / "toy_rbm.json").write_text(json.dumps({**card, "steps": 8}))
+    from_ais = table()
+    assert from_card == pytest.approx(from_ais + 1000.0 - rbm.ais_estimate(
+        checkpoint.load(tmp_path / "toy_rbm.safetensors")[0], config.ais_runs, config.ais_betas).log_z)
+
+
 @pytest.mark.parametrize("n", [0, -3, 2.5, True, 10**9])
 def test_bad_counts_are_refused(n):
     with pytest.raises(ValueError):

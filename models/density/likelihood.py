@@ -59,6 +59,17 @@ def shipped_checkpoints(family: str, folder: Path) -> list[Path]:
     return found
 
 
+def card_metrics(path: Path, meta: dict) -> dict:
+    """The held-out metrics on the card beside ``path`` when the card describes these weights (same
+    config and step), else {}."""
+    try:
+        card = json.loads(Path(path).with_suffix(".json").read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return {}
+    same = isinstance(card, dict) and card.get("config") == meta.get("config") and card.get("steps") == meta.get("step")
+    return card.get("metrics") or {} if same else {}
+
+
 def _group(preprocessing: str) -> str:
     p = preprocessing.lower()
     return "binarised" if "binar" in p else "dequantised" if "dequant" in p else preprocessing
@@ -66,13 +77,15 @@ def _group(preprocessing: str) -> str:
 
 def score_checkpoint(family, path: Path, n: int | None) -> list[dict]:
     """The row(s) of one checkpoint: its hook's mean −log p on the first ``n`` test examples."""
-    model, config, _ = checkpoint.load(path, {family.name: family})
+    model, config, meta = checkpoint.load(path, {family.name: family})
     tensors, info = family.examples(config, "test")
     x = tensors[0] if n is None else tensors[0][:n]
     dims = x[0].numel()
     preprocessing = info.get("preprocessing") or info.get("title", "unstated")
-    takes_k = "k" in inspect.signature(family.log_likelihood).parameters
-    runs = [(ESTIMATES.get(family.likelihood, "exact"), {})]
+    takes = inspect.signature(family.log_likelihood).parameters
+    takes_k = "k" in takes
+    runs = [(ESTIMATES.get(family.likelihood, "exact"),
+             {"card": card_metrics(path, meta)} if "card" in takes else {})]  # e.g. an RBM's stored log Z
     if takes_k and family.likelihood == "bound":
         runs.append((f"IWAE k={IWAE_K}", {"k": IWAE_K}))
     rows = []
@@ -82,7 +95,7 @@ def score_checkpoint(family, path: Path, n: int | None) -> list[dict]:
         seconds = time.perf_counter() - t0
         nats = float(-log_p.mean())
         rows.append({"family": family.name, "title": family.title, "checkpoint": path.stem,
-                     "summary": family.summary(checkpoint.read_meta(path)["config"]),
+                     "summary": family.summary(meta["config"]),
                      "kind": family.likelihood, "estimate": what, "preprocessing": preprocessing,
                      "group": _group(preprocessing), "nats": nats, "bits_per_dim": nats / (dims * math.log(2)),
                      "dims": dims, "test_examples": len(x), "seconds": round(seconds, 2)})
