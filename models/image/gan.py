@@ -53,6 +53,7 @@ class GANConfig:
     label_smoothing: float = 0.0  # real targets become 1 - smoothing (one-sided, Salimans et al. 2016)
     label_noise: float = 0.05  # uniform noise of this size added to D's targets (the book's 0.05)
     conditional: bool = False  # learn p(x | class): pick the class when sampling
+    minibatch_std: bool = False  # D sees the batch's spread as one more channel (Karras et al. 2018; not in the book)
     lr_d: float = 1e-4  # Adam, both networks (the book's 1e-4)
     lr_g: float = 1e-4
     beta1: float = 0.5  # Adam's β₁, lowered for GANs as in DCGAN
@@ -124,16 +125,28 @@ class Generator(nn.Module):
         return self.net(z)
 
 
+class MinibatchStd(nn.Module):
+    """Append the batch's mean feature standard deviation as a constant channel. A generator that
+    gives every z the same image makes this 0 on fakes while real batches keep it high, so D can
+    punish the collapse that a per-image D cannot see."""
+
+    def forward(self, h):
+        spread = h.std(0, correction=0).mean() if len(h) > 1 else h.new_zeros(())
+        return torch.cat([h, spread.expand(len(h), 1, *h.shape[2:])], 1)
+
+
 class Discriminator(nn.Module):
     """Image (B, 1, 28, 28) -> convs k4 s2 with LeakyReLU 0.2 -> dropout -> one logit (or critic score)."""
 
     def __init__(self, c: GANConfig):
         super().__init__()
         d1, d2, d3 = c.d_channels
+        spread = [MinibatchStd()] if c.minibatch_std else []
         self.features = nn.Sequential(
             nn.Conv2d(1, d1, 4, stride=2, padding=1), nn.LeakyReLU(0.2),  # (B, d1, 14, 14)
             nn.Conv2d(d1, d2, 4, stride=2, padding=1), nn.LeakyReLU(0.2),  # (B, d2, 7, 7)
-            nn.Conv2d(d2, d3, 4, stride=2, padding=1), nn.LeakyReLU(0.2),  # (B, d3, 3, 3)
+            *spread,  # (B, d2 + 1, 7, 7)
+            nn.Conv2d(d2 + len(spread), d3, 4, stride=2, padding=1), nn.LeakyReLU(0.2),  # (B, d3, 3, 3)
             nn.Flatten(), nn.Dropout(c.dropout),
         )
         self.head = nn.Linear(d3 * 9, 1)
