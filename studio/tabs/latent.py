@@ -69,7 +69,9 @@ def select_checkpoint(checkpoint: str):
         return "No text-to-image checkpoint yet: train one below.", gr.update()
     _, config, _ = loaded(checkpoint)
     words = ldm.vocabulary(config.dataset)[2:]
-    hint = (f"**Words it knows** ({config.dataset}): {', '.join(words)}. Digits and 'an'/'the' work too. "
+    extra = ("Digits and 'an'/'the' work too" if config.dataset == "mnist"
+             else "So do 'an'/'the' and synonyms such as 'tee', 'pants', 'jumper'")
+    hint = (f"**Words it knows** ({config.dataset}): {', '.join(words)}. {extra}. "
             f"Try: " + " · ".join(f"*{p}*" for p in EXAMPLES[config.dataset]))
     return hint, gr.update(value=EXAMPLES[config.dataset][0])
 
