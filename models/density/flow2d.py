@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from models.core import lazy
 from models.core.family import check_range
 from models.density.realnvp import Coupling, Flow, standard_normal_logpdf
 
@@ -35,7 +36,8 @@ MAX_HISTORY = 5000
 def toy_points(dataset: str, n: int, seed: int, points=None) -> torch.Tensor:
     """``n`` points (n, 2) from scikit-learn's moons or rings, standardised the way Foster normalises
     them (zero mean, unit variance per axis), or blobs around the user's drawn ``points``."""
-    from sklearn.datasets import make_circles, make_moons
+    datasets = lazy.module("sklearn.datasets")  # safe when two visitors start at once
+    make_circles, make_moons = datasets.make_circles, datasets.make_moons
 
     if dataset == "moons":
         x, _ = make_moons(n, noise=0.05, random_state=seed)

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from models.core import lazy
 from models.density.gaussian import cholesky_log_pdf, as_points
 
 INITS = ("k-means++", "random")
@@ -119,7 +120,7 @@ def initialise(x, k: int, init: str, generator: torch.Generator, reg_covar: floa
         idx = torch.randperm(len(x), generator=generator)[:k]
         means = x[idx].clone()
     else:
-        from sklearn.cluster import kmeans_plusplus
+        kmeans_plusplus = lazy.module("sklearn.cluster").kmeans_plusplus
 
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
         centres, _ = kmeans_plusplus(x.numpy(), k, random_state=seed)

@@ -25,6 +25,7 @@ import torch
 from matplotlib.figure import Figure
 from PIL import Image, ImageOps
 
+from models.core import lazy
 from models.core.family import seeded
 from models.paint import cyclegan, deepdream, fast_style, pretrained, style_transfer
 from models.paint.pretrained import VGG16_NAMES
@@ -66,7 +67,7 @@ def bundled(name: str) -> str:
     if name in ("china", "flower"):
         path = SAMPLES / f"{name}.jpg"
         if not path.exists():
-            from sklearn.datasets import load_sample_images
+            load_sample_images = lazy.module("sklearn.datasets").load_sample_images
 
             SAMPLES.mkdir(parents=True, exist_ok=True)
             imgs = dict(zip(("china", "flower"), load_sample_images().images))
