@@ -1,6 +1,7 @@
 """Latent text-to-image diffusion: prompts and their refusals, captions made from measured
 attributes, the two training stages, cross-attention maps, and the shipped checkpoint following
 prompts (an untrained one does not)."""
+import functools
 import json
 from pathlib import Path
 
@@ -188,30 +189,33 @@ def test_bad_sampler_input_is_refused(tiny):
         last(FAM.sample(tiny, 2, seeded(0), prompt="a dog"))
 
 
+def follows(model, dataset: str, per_class: int, words: str = ""):
+    """Prompts "a <words><class noun>" for every class ``per_class`` times (seed 0, 30 steps): the
+    share the project classifier reads as the prompted class, and the two attribute measures."""
+    nouns = [n[0] for n in ldm.VOCABULARY[dataset]["nouns"]]
+    labels = torch.arange(10).repeat(per_class)
+    x = last(FAM.sample(model, len(labels), seeded(0), prompt=[f"a {words}{nouns[i]}" for i in labels], steps=30))
+    probs = evaluate.features_and_probs(evaluate.load_classifier(dataset), x)[1]
+    return (probs.argmax(1) == labels).double().mean().item(), ldm.attribute_measures(x.numpy(), dataset)
+
+
 @pytest.mark.skipif(not SHIPPED.exists(), reason="the shipped latent-diffusion checkpoint is not in this checkout")
 def test_shipped_checkpoint_follows_prompts():
     """The bar, with a margin: "a <digit>" is drawn as that digit (the card: every digit >= 95 %), and a
     combined prompt keeps its digit while both attributes move their measures ("thick" carries more
     ink than "thin", "slanted" shears more than "upright"); an untrained model of the same shape fails."""
     model, config, _ = checkpoint.load(SHIPPED)
-    nouns = [n[0] for n in ldm.VOCABULARY["mnist"]["nouns"]]
-    labels = torch.arange(10).repeat(6)
-    classifier = evaluate.load_classifier("mnist")
-
-    def follows(m, words=""):
-        x = last(FAM.sample(m, len(labels), seeded(0), prompt=[f"a {words}{nouns[i]}" for i in labels], steps=30))
-        accuracy = (evaluate.features_and_probs(classifier, x)[1].argmax(1) == labels).double().mean().item()
-        return accuracy, ldm.attribute_measures(x.numpy(), "mnist")
-
-    accuracy, _ = follows(model)
+    follows_mnist = functools.partial(follows, dataset="mnist", per_class=6)
+    accuracy, _ = follows_mnist(model)
     assert accuracy >= 0.9, accuracy
-    (strong_acc, (ink_s, shear_s)), (weak_acc, (ink_w, shear_w)) = follows(model, "thick slanted "), follows(model, "thin upright ")
+    strong_acc, (ink_s, shear_s) = follows_mnist(model, words="thick slanted ")
+    weak_acc, (ink_w, shear_w) = follows_mnist(model, words="thin upright ")
     assert min(strong_acc, weak_acc) >= 0.8, (strong_acc, weak_acc)
     assert ink_s.mean() > 1.8 * ink_w.mean() and shear_s.mean() > 1.5 * shear_w.mean()
     card = json.loads(SHIPPED.with_suffix(".json").read_text())["metrics"]
     assert min(card["prompt_class_per_class"].values()) >= 0.95 and card["combined_prompt_class_accuracy"] >= 0.9
     torch.manual_seed(0)
-    untrained_accuracy, _ = follows(FAM.build(config).eval())
+    untrained_accuracy, _ = follows_mnist(FAM.build(config).eval())
     assert untrained_accuracy < 0.3
 
 
@@ -224,21 +228,14 @@ def test_shipped_fashion_checkpoint_follows_prompts():
     its long-sleeved shirts are read as pullovers or coats), "dark" clothes are darker than "bright"
     ones and "wide" ones wider than "narrow" ones; an untrained model of the same shape fails."""
     model, config, _ = checkpoint.load(FASHION)
-    nouns = [n[0] for n in ldm.VOCABULARY["fashion"]["nouns"]]
-    labels = torch.arange(10).repeat(4)
-    classifier = evaluate.load_classifier("fashion")
-
-    def follows(m, words=""):
-        x = last(FAM.sample(m, len(labels), seeded(0), prompt=[f"a {words}{nouns[i]}" for i in labels], steps=30))
-        accuracy = (evaluate.features_and_probs(classifier, x)[1].argmax(1) == labels).double().mean().item()
-        return accuracy, ldm.attribute_measures(x.numpy(), "fashion")
-
-    accuracy, _ = follows(model)
+    follows_fashion = functools.partial(follows, dataset="fashion", per_class=4)
+    accuracy, _ = follows_fashion(model)
     assert accuracy >= 0.7, accuracy
-    (_, (dark, wide)), (_, (bright, narrow)) = follows(model, "dark wide "), follows(model, "bright narrow ")
+    _, (dark, wide) = follows_fashion(model, words="dark wide ")
+    _, (bright, narrow) = follows_fashion(model, words="bright narrow ")
     assert dark.mean() > bright.mean() + 0.2 and wide.mean() > narrow.mean() + 1, (dark.mean(), bright.mean())
     card = json.loads(FASHION.with_suffix(".json").read_text())["metrics"]
     assert card["prompt_class_accuracy"] >= 0.8
     torch.manual_seed(0)
-    untrained_accuracy, _ = follows(FAM.build(config).eval())
+    untrained_accuracy, _ = follows_fashion(FAM.build(config).eval())
     assert untrained_accuracy < 0.3
