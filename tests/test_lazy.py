@@ -26,7 +26,8 @@ print(errors or "ok")
 
 def test_eight_threads_importing_scikit_learn_at_once_all_succeed():
     out = subprocess.run([sys.executable, "-c", RACE], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert out.stdout.strip() == "ok", out.stdout + out.stderr
+    # the last line: on CI (the CI variable set) pyfluidsynth, imported by pretty_midi, prints where it found its library
+    assert out.stdout.strip().splitlines()[-1:] == ["ok"], out.stdout + out.stderr
 
 
 def test_the_lazy_users_go_through_the_lock():
