@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from models import FAMILIES
-from models.core import data, evaluate, train as training
+from models.core import checkpoint, data, evaluate, train as training
 from models.image import diffusion
 
 DIFFUSION, GAN = FAMILIES["diffusion"], FAMILIES["gan"]
@@ -76,6 +76,17 @@ def test_a_resume_may_add_ema_and_a_decay_but_not_change_the_network(tmp_path):
     assert result.status == "finished"
     with pytest.raises(ValueError, match="only steps, ema_decay, lr_decay.* may change"):
         run(tmp_path, GAN, steps=4, name="g", resume=True, ema_decay=0.9, lr_decay="cosine", latent_dim=9)
+
+
+def test_a_resume_may_drop_the_label_more_often_to_strengthen_the_unguided_model(tmp_path):
+    """p_uncond is how often the class is hidden in training: raising it on a resume trains the
+    unconditional (unguided) half of a guided model more, on the same network."""
+    run(tmp_path, DIFFUSION, steps=2, name="d", conditional=True, p_uncond=0.1)
+    result = run(tmp_path, DIFFUSION, steps=3, name="d", resume=True, conditional=True, p_uncond=0.3)
+    assert result.status == "finished"
+    assert checkpoint.read_meta(tmp_path / "out" / "d.safetensors")["config"]["p_uncond"] == 0.3
+    with pytest.raises(ValueError, match="may change"):
+        run(tmp_path, DIFFUSION, steps=4, name="d", resume=True, conditional=False, p_uncond=0.3)
 
 
 def test_min_snr_weights_cap_the_clean_timesteps_and_leave_the_noisy_ones_at_one():

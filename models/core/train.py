@@ -206,8 +206,8 @@ def _optimizers(family: Family, model, config) -> dict:
 
 
 # settings of how training proceeds, not of what is trained: a resumed run may change them (add EMA,
-# decay the learning rate, reweight the loss) while the architecture and data stay fixed
-RESUMABLE = ("steps", "ema_decay", "lr_decay", "warmup_steps", "min_snr_gamma")
+# decay the learning rate, reweight the loss, drop the label more often) while the architecture and data stay fixed
+RESUMABLE = ("steps", "ema_decay", "lr_decay", "warmup_steps", "min_snr_gamma", "p_uncond")
 
 
 def lr_factor(config, step: int) -> float:
