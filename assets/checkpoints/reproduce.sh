@@ -22,6 +22,9 @@ python -m models.train diffusion --preset cpu --set dataset=fashion --set condit
 OMP_NUM_THREADS=1 python -m models.train diffusion --preset cpu --set dataset=mnist --set conditional=true --name diffusion_mnist_cond --resume --set steps=12000 --set ema_decay=0.999 --set lr_decay=cosine --set min_snr_gamma=5
 OMP_NUM_THREADS=1 python -m models.train diffusion --preset cpu --set dataset=fashion --set conditional=true --name diffusion_fashion_cond --resume --set steps=6500 --set ema_decay=0.999 --set lr_decay=cosine --set min_snr_gamma=5
 OMP_NUM_THREADS=2 python -m models.train diffusion --config assets/checkpoints/diffusion_fashion_cond.json --name diffusion_fashion_cond --resume --set steps=9500
+# then the label hidden 30 % of the time (p_uncond 0.1 -> 0.3): more training of the unguided half
+OMP_NUM_THREADS=1 python -m models.train diffusion --config assets/checkpoints/diffusion_fashion_cond.json --name diffusion_fashion_cond --resume --set steps=13000 --set p_uncond=0.3
+OMP_NUM_THREADS=1 python -m models.train diffusion --config assets/checkpoints/diffusion_fashion_cond.json --name diffusion_fashion_cond --resume --set steps=16000
 # Text to image (latent diffusion): autoencoder 1,000 steps, then text encoder + cross-attention denoiser
 # 4,000 steps at batch 96 (cpu preset); 84 minutes on one CPU thread of a busy 2-core machine; then
 # resumed to 12,000 steps with cosine lr decay and min-SNR-γ 5 (about 0.3 s a step on an idle thread).
