@@ -133,7 +133,7 @@ def test_guidance_changes_samples(tiny):
 def test_shipped_checkpoint_draws_the_class_it_is_asked_for(name, bar):
     """Issue 13's bar at the page's default (50-step DDIM, w = 3): 100 samples asked for each class in
     turn are drawn as that class ≥ 98 % on MNIST (the card: 100 % of 2,000); Fashion is held at 95 %
-    (its card: 98.2 %, shirts 86 %, against 91 % for real held-out images). An untrained model fails."""
+    (its card: 98.6 %, shirts 89 %, against 91 % for real held-out images). An untrained model fails."""
     path = SHIPPED.with_name(f"{name}.safetensors")
     if not path.exists():
         pytest.skip(f"{name} is not in this checkout")

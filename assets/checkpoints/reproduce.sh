@@ -27,6 +27,7 @@ OMP_NUM_THREADS=1 python -m models.train diffusion --config assets/checkpoints/d
 OMP_NUM_THREADS=1 python -m models.train diffusion --config assets/checkpoints/diffusion_fashion_cond.json --name diffusion_fashion_cond --resume --set steps=16000
 OMP_NUM_THREADS=1 python -m models.train diffusion --config assets/checkpoints/diffusion_fashion_cond.json --name diffusion_fashion_cond --resume --set steps=20000
 OMP_NUM_THREADS=1 python -m models.train diffusion --config assets/checkpoints/diffusion_fashion_cond.json --name diffusion_fashion_cond --resume --set steps=24000
+OMP_NUM_THREADS=2 python -m models.train diffusion --config assets/checkpoints/diffusion_fashion_cond.json --name diffusion_fashion_cond --resume --set steps=28000
 # Text to image (latent diffusion): autoencoder 1,000 steps, then text encoder + cross-attention denoiser
 # 4,000 steps at batch 96 (cpu preset); 84 minutes on one CPU thread of a busy 2-core machine; then
 # resumed to 12,000 steps with cosine lr decay and min-SNR-γ 5 (about 0.3 s a step on an idle thread).
