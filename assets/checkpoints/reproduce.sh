@@ -24,9 +24,9 @@ OMP_NUM_THREADS=1 python -m models.train diffusion --preset cpu --set dataset=fa
 OMP_NUM_THREADS=2 python -m models.train diffusion --config assets/checkpoints/diffusion_fashion_cond.json --name diffusion_fashion_cond --resume --set steps=9500
 # then the label hidden 30 % of the time (p_uncond 0.1 -> 0.3): more training of the unguided half
 OMP_NUM_THREADS=1 python -m models.train diffusion --config assets/checkpoints/diffusion_fashion_cond.json --name diffusion_fashion_cond --resume --set steps=13000 --set p_uncond=0.3
-OMP_NUM_THREADS=1 python -m models.train diffusion --config assets/checkpoints/diffusion_fashion_cond.json --name diffusion_fashion_cond --resume --set steps=16000
-OMP_NUM_THREADS=1 python -m models.train diffusion --config assets/checkpoints/diffusion_fashion_cond.json --name diffusion_fashion_cond --resume --set steps=20000
-OMP_NUM_THREADS=1 python -m models.train diffusion --config assets/checkpoints/diffusion_fashion_cond.json --name diffusion_fashion_cond --resume --set steps=24000
+for steps in 16000 20000 24000; do
+  OMP_NUM_THREADS=1 python -m models.train diffusion --config assets/checkpoints/diffusion_fashion_cond.json --name diffusion_fashion_cond --resume --set steps=$steps
+done
 OMP_NUM_THREADS=2 python -m models.train diffusion --config assets/checkpoints/diffusion_fashion_cond.json --name diffusion_fashion_cond --resume --set steps=28000
 # Text to image (latent diffusion): autoencoder 1,000 steps, then text encoder + cross-attention denoiser
 # 4,000 steps at batch 96 (cpu preset); 84 minutes on one CPU thread of a busy 2-core machine; then
