@@ -147,3 +147,26 @@ def test_shipped_cards_carry_calibration_and_the_studio_shows_it():
         assert {r["n"] for r in rows.values()} == {c["metrics"]["sample_scores"]["n"]}, c["name"]
         text = widgets.card_markdown(c)
         assert "blurred real" in text and "uniform noise" in text and "real held-out" in text
+
+
+def test_shipped_cards_score_the_sampler_their_family_uses_now():
+    """A card's sample scores (and its every-class row) were drawn with the sampler settings its family
+    scores and its page opens with today: after a sampler change, `python -m models.core.evaluate all
+    NAME` rescores the card, and a stale card fails here."""
+    import json
+
+    from models import FAMILIES
+    from models.core import ASSETS
+
+    checked = 0
+    for path in sorted((ASSETS / "checkpoints").glob("*.json")):
+        card = json.loads(path.read_text())
+        m = card.get("metrics", {})
+        if not m.get("sample_scores") or card.get("family") not in FAMILIES:
+            continue
+        fam = FAMILIES[card["family"]]
+        assert m["sample_scores"].get("sampler", {}) == fam.score_kwargs, card["name"]
+        if "sampler" in m.get("class_scores", {}):
+            assert m["class_scores"]["sampler"] == {**fam.score_kwargs, **fam.class_kwargs}, card["name"]
+        checked += 1
+    assert checked >= 8

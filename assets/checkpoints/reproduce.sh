@@ -28,6 +28,10 @@ for steps in 16000 20000 24000; do
   OMP_NUM_THREADS=1 python -m models.train diffusion --config assets/checkpoints/diffusion_fashion_cond.json --name diffusion_fashion_cond --resume --set steps=$steps
 done
 OMP_NUM_THREADS=2 python -m models.train diffusion --config assets/checkpoints/diffusion_fashion_cond.json --name diffusion_fashion_cond --resume --set steps=28000
+# the shipped run's last leg went on a longer cosine (to 48,000, then 44,000) until step 33,600, then was cut to 36,000
+OMP_NUM_THREADS=1 python -m models.train diffusion --config assets/checkpoints/diffusion_fashion_cond.json --name diffusion_fashion_cond --resume --set steps=36000
+# both cards are scored at the page's sampler (100 steps, η = 1); after a sampler change rescore them with
+python -m models.core.evaluate all diffusion_mnist_cond diffusion_fashion_cond
 # Text to image (latent diffusion): autoencoder 1,000 steps, then text encoder + cross-attention denoiser
 # 4,000 steps at batch 96 (cpu preset); 84 minutes on one CPU thread of a busy 2-core machine; then
 # resumed to 12,000 steps with cosine lr decay and min-SNR-γ 5 (about 0.3 s a step on an idle thread).

@@ -260,15 +260,21 @@ def calibrate_cards(folder: Path = CHECKPOINTS) -> list[str]:
 
 
 def rescore(name: str, what: str, n: int = 2000, folder: Path = CHECKPOINTS) -> dict:
-    """Add (or refresh) the ``"classes"`` scores (a class-conditional checkpoint's every class in turn)
-    or the ``"opening"`` scores (the page's opening setting) on a shipped image checkpoint's card."""
+    """Add (or refresh) the ``"classes"`` scores (a class-conditional checkpoint's every class in turn),
+    the ``"opening"`` scores (the page's opening setting), or, with ``"all"``, every sample score on a
+    shipped image checkpoint's card (after its family's sampler settings changed)."""
     from models import FAMILIES
-    from models.core.train import class_scores, opening_scores
+    from models.core.train import class_scores, opening_scores, sample_metrics
 
     path = folder / f"{name}.safetensors"
     model, config, _ = checkpoint.load(path, FAMILIES)
     family = FAMILIES[checkpoint.read_meta(path)["family"]]
     card = json.loads(path.with_suffix(".json").read_text())
+    if what == "all":
+        scores = sample_metrics(family, model.eval(), config, n)
+        card.setdefault("metrics", {}).update(scores)
+        checkpoint.write_json(path.with_suffix(".json"), card)
+        return scores
     key, scores = (("class_scores", class_scores(family, model.eval(), config.dataset, n)) if what == "classes"
                    else ("opening_scores", opening_scores(family, model.eval(), config, n)))
     card.setdefault("metrics", {})[key] = scores
@@ -281,10 +287,10 @@ def main(argv=None) -> None:
     from dataclasses import asdict
 
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] in (["classes"], ["opening"]):
+    if argv[:1] in (["classes"], ["opening"], ["all"]):
         p = argparse.ArgumentParser(description="Score shipped checkpoints and write it on their cards: "
                                                 "`classes`, how often each class is drawn as itself; `opening`, "
-                                                "the setting the page opens with.")
+                                                "the setting the page opens with; `all`, every sample score (after a sampler change).")
         p.add_argument("names", nargs="+")
         p.add_argument("--n", type=int, default=2000)
         a = p.parse_args(argv[1:])

@@ -643,6 +643,24 @@ def opening_scores(family: Family, model, config, n: int, seed: int = 0) -> dict
     return {**evaluate.score(samples, config.dataset), "setting": setting}
 
 
+def sample_metrics(family: Family, model, config, n: int, seed: int = 0) -> dict:
+    """An image card's sample scores: ``n`` samples drawn with ``family.score_kwargs`` (unguided), the
+    scorer's calibration rows beside them, and, where the family has them, the page's opening setting
+    and every class in turn."""
+    from models.core import evaluate
+
+    samples = last(family.sample(model, n, generator=seeded(seed), **family.score_kwargs))
+    metrics = {"sample_scores": evaluate.score(samples, config.dataset),
+               "calibration": evaluate.calibration(config.dataset, len(samples))}
+    if family.score_kwargs:
+        metrics["sample_scores"]["sampler"] = family.score_kwargs
+    if family.opening:
+        metrics["opening_scores"] = opening_scores(family, model, config, n, seed)
+    if getattr(model, "conditional", False):
+        metrics["class_scores"] = class_scores(family, model, config.dataset, n, seed)
+    return metrics
+
+
 def make_card(family: Family, model, config, *, name, steps, wall, device, command, seed, score_samples,
               weights_label: str = "raw") -> dict:
     """Held-out metrics and provenance for a finished checkpoint."""
@@ -653,17 +671,7 @@ def make_card(family: Family, model, config, *, name, steps, wall, device, comma
     if family.evaluate:
         metrics.update(family.evaluate(model, *test_tensors))
     if score_samples and family.kind == "image":
-        from models.core import evaluate
-
-        samples = last(family.sample(model, score_samples, generator=seeded(seed), **family.score_kwargs))
-        metrics["sample_scores"] = evaluate.score(samples, config.dataset)
-        metrics["calibration"] = evaluate.calibration(config.dataset, len(samples))
-        if family.score_kwargs:
-            metrics["sample_scores"]["sampler"] = family.score_kwargs
-        if family.opening:
-            metrics["opening_scores"] = opening_scores(family, model, config, score_samples, seed)
-        if getattr(model, "conditional", False):
-            metrics["class_scores"] = class_scores(family, model, config.dataset, score_samples, seed)
+        metrics.update(sample_metrics(family, model, config, score_samples, seed))
     n_train = len(train_tensors[0])
     return {
         "name": name,

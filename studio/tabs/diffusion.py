@@ -36,6 +36,7 @@ EVERY_CLASS = [EACH_CLASS, ANY_CLASS] + list(dict.fromkeys(c for d in data.DATAS
 PREVIEW_S = 0.2  # stream a preview at most this often
 GIF_FRAMES = 60  # frames in an exported GIF (evenly spaced over the kept ones, the final image last)
 FORWARD_T = 1000  # the forward-process view's number of noising steps
+OPENING = diffusion.FAMILY.score_kwargs  # the sampler the page opens with is the one its cards score
 
 
 def loaded(name: str):
@@ -134,7 +135,7 @@ def select_checkpoint(checkpoint: str):
     return (gr.update(choices=classes, value=EACH_CLASS if config.conditional else ANY_CLASS,
                       interactive=config.conditional),
             gr.update(interactive=config.conditional),
-            gr.update(maximum=config.T, value=min(50, config.T)))
+            gr.update(maximum=config.T, value=min(OPENING["steps"], config.T)))
 
 
 def _controls(config, sampler, steps, eta):
@@ -295,8 +296,10 @@ def train_config(dataset, conditional, schedule, *, steps, batch_size, lr):
 def build(page: parts.Page):
     gr.Markdown("Diffusion learns to undo noise. The forward process blends an image with Gaussian noise, "
                 "x_t = √ᾱ_t·x₀ + √(1−ᾱ_t)·ε; a U-Net learns to predict ε, and sampling walks back from pure noise. "
-                "DDIM takes fewer, larger steps (η = 0 is deterministic); classifier-free guidance pushes "
-                "samples towards a class. (Deep Learning from Scratch 5 ch. 10, Foster ch. 8.)")
+                "DDIM takes fewer, larger steps (η = 0 is deterministic; the page opens on 100 steps with η = 1, "
+                "whose fresh noise at every step brings these small models' unguided samples closer to the data: "
+                "see the card); classifier-free guidance pushes samples towards a class. "
+                "(Deep Learning from Scratch 5 ch. 10, Foster ch. 8.)")
     gr.Markdown(DATA_NOTE)
     header = parts.checkpoint_header(page, FAMILY, "diffusion_mnist_cond", "diffusion")
     ckpt = header.dropdown
@@ -305,8 +308,8 @@ def build(page: parts.Page):
         with gr.Accordion("Reverse process", open=True):
             with gr.Row():
                 sampler = gr.Radio(["DDIM", "DDPM"], value="DDIM", label="Sampler (DDPM = all T steps, η = 1)")
-                steps = gr.Slider(1, 1000, value=50, step=1, label="Steps (DDIM)")
-                eta = gr.Slider(0.0, 1.0, value=0.0, step=0.05, label="η (DDIM noise)")
+                steps = gr.Slider(1, 1000, value=OPENING["steps"], step=1, label="Steps (DDIM)")
+                eta = gr.Slider(0.0, 1.0, value=OPENING["eta"], step=0.05, label="η (DDIM noise)")
             with gr.Row():
                 class_name = gr.Dropdown(EVERY_CLASS, value=EACH_CLASS, label="Class")
                 guidance = gr.Slider(0.0, 10.0, value=3.0, step=0.1,
@@ -326,7 +329,7 @@ def build(page: parts.Page):
             gr.Markdown(f"**Replay**: scrub through the last run (every step, or {parts.MAX_FRAMES} evenly spaced "
                         "ones of a longer run), play it, or export it.")
             with gr.Row():
-                scrubber = gr.Slider(0, 50, value=0, step=1, label="Frame", scale=3)
+                scrubber = gr.Slider(0, OPENING["steps"], value=0, step=1, label="Frame", scale=3)
                 play_btn = gr.Button("▶ Play")
                 which = gr.Radio(["x_t", "x̂₀"], value="x_t", label="GIF of")
                 gif_btn = gr.Button("Export GIF")
@@ -336,9 +339,10 @@ def build(page: parts.Page):
                         "rebuilt from its seed), with new randomness or a new schedule. The original seed and "
                         "settings reproduce the run.")
             with gr.Row():
-                b_from = gr.Slider(0, 49, value=25, step=1, label="Branch after step")
+                b_from = gr.Slider(0, OPENING["steps"] - 1, value=OPENING["steps"] // 2, step=1,
+                                   label="Branch after step")
                 b_seed = widgets.seed_box(1, label="Branch seed")
-                b_steps = gr.Slider(1, 1000, value=50, step=1, label="Total steps")
+                b_steps = gr.Slider(1, 1000, value=OPENING["steps"], step=1, label="Total steps")
                 b_eta = gr.Slider(0.0, 1.0, value=1.0, step=0.05, label="η")
                 b_go = gr.Button("Branch", variant="primary")
             b_status = gr.Markdown(label="Branch status")
