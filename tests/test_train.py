@@ -161,6 +161,15 @@ def test_resume_past_the_end_is_refused(tmp_path):
         run(tmp_path, steps=4, resume=True)
 
 
+def test_a_torchrun_restart_after_the_last_checkpoint_finishes_the_run(tmp_path):
+    """A worker lost after the last step's checkpoint (while the card was written) is restarted by
+    torchrun; the restart finds the run at its end and writes the card instead of refusing."""
+    card = run(tmp_path, steps=4).path.with_suffix(".json")
+    card.unlink()
+    again = run(tmp_path, steps=4, resume=True, restarted=True)
+    assert again.status == "finished" and again.step == 4 and card.exists()
+
+
 def test_resume_with_nothing_to_resume_is_refused(tmp_path):
     """Resuming a name that was never trained is a ValueError."""
     with pytest.raises(ValueError, match="Nothing to resume"):

@@ -449,7 +449,8 @@ def train(family: Family, config, *, name: str, out: Path = RUNS / "checkpoints"
           log_every: int = 50, checkpoint_every: int = 500, preview_every: int | None = None,
           device=None, seed: int = 0, command: str | None = None, score_samples: int = 2000,
           between_steps: Callable[[int], None] | None = None, precision: str = "fp32",
-          compile: bool = False, run_id: str | None = None, snapshot_every: int | None = None) -> Result:
+          compile: bool = False, run_id: str | None = None, snapshot_every: int | None = None,
+          restarted: bool = False) -> Result:
     """Train ``family`` with ``config`` to ``config.steps`` steps; see the module docstring.
 
     ``between_steps(step)`` runs before each step: the one moment live setting changes may be applied.
@@ -457,7 +458,8 @@ def train(family: Family, config, *, name: str, out: Path = RUNS / "checkpoints"
     ``run_id`` (torchrun's) is kept in the state file so restarted workers know their own run.
     ``snapshot_every``: keep the fixed-seed preview every that many steps (samples, or a piece of music
     for the music families) in ``Progress.snapshots`` and ``runs/state/<name>.snapshots.json``, for a
-    replay of training in order; default: every preview shown (``preview_every``)."""
+    replay of training in order; default: every preview shown (``preview_every``). ``restarted``: a
+    torchrun restart, which finishes a run already at its last step (writes its card) instead of refusing."""
     check_name(name)
     w = world()
     check_shares(config.batch_size, w.size)
@@ -500,8 +502,9 @@ def train(family: Family, config, *, name: str, out: Path = RUNS / "checkpoints"
         if history_path.exists():
             history = [h for h in json.loads(history_path.read_text()) if h["step"] <= start]
         snapshots = [s for s in read_snapshots(name) if s[0] <= start]
-        if start >= config.steps:
+        if start >= config.steps and not restarted:
             raise ValueError(f"{name} already has {start} steps; raise steps above that to train further.")
+        # a torchrun restart after the last checkpoint (a worker lost while the card was written) only finishes
     if w.size > 1:
         _broadcast([*model.parameters(), *model.buffers()])  # one start for every rank
         for opt in opts.values():
@@ -759,8 +762,9 @@ def main(argv=None) -> None:
     try:
         config = fam.config(a.preset, **overrides)
         name = a.name or f"{a.family}_{config.dataset}"
-        resume = a.resume or _elastic_restart(paths(name, a.out)[1])
-        if resume and not a.resume and w.main:
+        restarted = not a.resume and _elastic_restart(paths(name, a.out)[1])
+        resume = a.resume or restarted
+        if restarted and w.main:
             step = checkpoint.read_meta(paths(name, a.out)[0]).get("step")
             print(f"torchrun restarted this run: resuming {name} from its checkpoint at step {step}", flush=True)
 
@@ -781,7 +785,8 @@ def main(argv=None) -> None:
         result = train(fam, config, name=name, out=a.out, resume=resume, on_progress=show, cancel=cancel,
                        log_every=a.log_every, checkpoint_every=a.checkpoint_every, seed=a.seed, command=command,
                        score_samples=a.score_samples, device=device, precision=a.precision, compile=a.compile,
-                       run_id=os.environ.get("TORCHELASTIC_RUN_ID"), snapshot_every=a.snapshot_every or None)
+                       run_id=os.environ.get("TORCHELASTIC_RUN_ID"), snapshot_every=a.snapshot_every or None,
+                       restarted=restarted)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         sys.exit(2)
