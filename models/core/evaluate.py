@@ -290,7 +290,8 @@ def main(argv=None) -> None:
     if argv[:1] in (["classes"], ["opening"], ["all"]):
         p = argparse.ArgumentParser(description="Score shipped checkpoints and write it on their cards: "
                                                 "`classes`, how often each class is drawn as itself; `opening`, "
-                                                "the setting the page opens with; `all`, every sample score (after a sampler change).")
+                                                "the setting the page opens with; `all`, every sample score "
+                                                "(after a sampler change).")
         p.add_argument("names", nargs="+")
         p.add_argument("--n", type=int, default=2000)
         a = p.parse_args(argv[1:])

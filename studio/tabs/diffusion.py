@@ -364,10 +364,11 @@ def build(page: parts.Page):
         with parts.TrainPanel(header, "Train a small DDPM here (U-Net 32-64-128). On 2 CPU cores a step at batch 64 "
                               "takes about 0.4 s: 300 steps (2 minutes) give blurry blobs, 3,000 steps (20 minutes) "
                               "give digits. Previews use the page's sampler (100 steps, η = 1). Cancel keeps the "
-                              "checkpoint; Resume continues it.", steps_default=300, batches=(16, 32, 64, 128), batch_default=64,
+                              "checkpoint; Resume continues it.",
+                              steps_default=300, batches=(16, 32, 64, 128), batch_default=64,
                               run_name="my_ddpm", elem_id="diffusion-train",
-                              preview=lambda: gr.Image(label="Samples from a fixed seed (100 steps, η = 1)", format="png",
-                                                       interactive=False)) as train:
+                              preview=lambda: gr.Image(label="Samples from a fixed seed (100 steps, η = 1)",
+                                                       format="png", interactive=False)) as train:
             t_data = gr.Radio(["mnist", "fashion"], value="mnist", label="Dataset")
             t_cond = gr.Checkbox(value=True, label="Class-conditional (for guidance)")
             t_sched = gr.Radio(["linear", "cosine"], value="linear", label="Noise schedule (β)")
