@@ -137,7 +137,7 @@ def test_class_accuracy_is_high_for_real_labels_and_chance_for_shuffled_ones():
 
 
 def test_a_conditional_card_scores_every_class_with_the_pages_settings(tmp_path):
-    config = DIFFUSION.config("tiny", conditional=True, steps=1, T=100)  # T covers the 100 steps cards sample with
+    config = DIFFUSION.config("tiny", conditional=True, steps=1, T=100)  # T covers the cards' 100 steps
     model = DIFFUSION.build(config).eval()
     c = training.class_scores(DIFFUSION, model, "mnist", 20)
     assert c["n"] == 20 and c["sampler"]["guidance"] == 3.0 and len(c["per_class"]) == 10

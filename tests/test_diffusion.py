@@ -134,8 +134,8 @@ def test_shipped_card_unguided_samples_are_no_worse_than_blurred_real(name):
     """Issue 13's unguided bar, read from the card: 2,000 unguided samples at the page's sampler are no
     further from the test set (Fréchet distance) than 2,000 blurred real images, with a margin. Drawing
     them takes about 15 minutes on a CPU, so the suite reads the card; the card scores are rebuilt by
-    `python -m models.core.evaluate all NAME`, and the test above that they match today's sampler keeps
-    them current. The untrained-model side of this bar is the class test below."""
+    `python -m models.core.evaluate all NAME`, and test_evaluate's check that they match today's sampler
+    keeps them current. The untrained-model side of this bar is the class test below."""
     import json
 
     from models.core import evaluate

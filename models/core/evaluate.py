@@ -271,13 +271,12 @@ def rescore(name: str, what: str, n: int = 2000, folder: Path = CHECKPOINTS) -> 
     family = FAMILIES[checkpoint.read_meta(path)["family"]]
     card = json.loads(path.with_suffix(".json").read_text())
     if what == "all":
-        scores = sample_metrics(family, model.eval(), config, n)
-        card.setdefault("metrics", {}).update(scores)
-        checkpoint.write_json(path.with_suffix(".json"), card)
-        return scores
-    key, scores = (("class_scores", class_scores(family, model.eval(), config.dataset, n)) if what == "classes"
-                   else ("opening_scores", opening_scores(family, model.eval(), config, n)))
-    card.setdefault("metrics", {})[key] = scores
+        scores = changed = sample_metrics(family, model.eval(), config, n)
+    else:
+        key, scores = (("class_scores", class_scores(family, model.eval(), config.dataset, n)) if what == "classes"
+                       else ("opening_scores", opening_scores(family, model.eval(), config, n)))
+        changed = {key: scores}
+    card.setdefault("metrics", {}).update(changed)
     checkpoint.write_json(path.with_suffix(".json"), card)
     return scores
 

@@ -502,9 +502,9 @@ def train(family: Family, config, *, name: str, out: Path = RUNS / "checkpoints"
         if history_path.exists():
             history = [h for h in json.loads(history_path.read_text()) if h["step"] <= start]
         snapshots = [s for s in read_snapshots(name) if s[0] <= start]
+        # a torchrun restart after the last checkpoint (a worker lost while the card was written) only finishes
         if start >= config.steps and not restarted:
             raise ValueError(f"{name} already has {start} steps; raise steps above that to train further.")
-        # a torchrun restart after the last checkpoint (a worker lost while the card was written) only finishes
     if w.size > 1:
         _broadcast([*model.parameters(), *model.buffers()])  # one start for every rank
         for opt in opts.values():
